@@ -1,0 +1,1 @@
+"""Dashboard specs (YAML), shipped as package data."""

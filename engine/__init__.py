@@ -1,0 +1,1 @@
+"""The PowerFill engine: data model, demo data, the six pipeline steps and the run lifecycle."""

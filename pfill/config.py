@@ -1,0 +1,285 @@
+"""Configuration every command shares: local state folder, engine database, Superset environments.
+
+Resolution order (first wins):
+- home:      --home, PFILL_HOME, ./.pfill
+- database:  --db, PFILL_DB_URL, sqlite:///<home>/pfill.db (the embedded default)
+- envs file: --config, PFILL_CONFIG, ./pfill.yaml if it exists (none is needed: `local` is built in)
+
+Values in the environments file may reference environment variables as ${NAME}; passwords must.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from .errors import ConfigError
+from .yamlfile import LocatedYaml, load_located
+
+LOCAL_ENV = "local"
+DEFAULT_TENANT = "demo"
+DEFAULT_SUPERSET_PORT = 8088
+DEFAULT_SUPERSET_USER = "admin"
+DIALECTS = ("sqlite", "postgresql", "mssql")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+
+def dialect_of(url: str) -> str:
+    """The report dialect (sqlite, postgresql, mssql) of a SQLAlchemy URL."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as exc:
+        raise ConfigError(f"not a database URL: {url!r}") from exc
+    if backend not in DIALECTS:
+        raise ConfigError(f"unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
+    return backend
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret read from an environment variable when needed, never stored in specs or printed."""
+
+    variable: str
+    where: str
+
+    def value(self) -> str:
+        value = os.environ.get(self.variable)
+        if not value:
+            raise ConfigError(f"{self.where}: environment variable {self.variable} is not set")
+        return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value from the environments file, ${VAR} references expanded when it is used, so that an
+    environment nobody asked for does not need its variables set."""
+
+    raw: str
+    where: str
+    literal: bool = False  # built-in values are taken as they are
+
+    def value(self) -> str:
+        return self.raw if self.literal else _expand(self.raw, self.where)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    url: Setting  # may hold a password: print through secrets.mask_url only
+    dialect_name: str | None = None
+    schema: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.url.value()
+
+    @property
+    def dialect(self) -> str:
+        return self.dialect_name or dialect_of(self.database_url)
+
+
+@dataclass
+class Environment:
+    name: str
+    url: Setting
+    user: Setting
+    password: SecretRef | None  # None: the local stack's stored admin password
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    home: Path | None = None
+
+    @property
+    def superset_url(self) -> str:
+        return self.url.value().rstrip("/")
+
+    @property
+    def username(self) -> str:
+        return self.user.value()
+
+    @property
+    def is_local(self) -> bool:
+        return self.password is None
+
+    def superset_password(self) -> str:
+        if self.password is not None:
+            return self.password.value()
+        from_env = os.environ.get("PFILL_SUPERSET_PASSWORD")
+        if from_env:
+            return from_env
+        assert self.home is not None
+        stored = self.home / "superset" / "admin_password"
+        if not stored.exists():
+            raise ConfigError(
+                "the local Superset has no admin password yet",
+                hint="run `pfill superset up` first (or set PFILL_SUPERSET_PASSWORD)",
+            )
+        return stored.read_text().strip()
+
+
+@dataclass
+class Settings:
+    home: Path
+    db_url: str
+    config_path: Path | None = None
+    tenant: str = DEFAULT_TENANT
+    _environments: dict[str, Environment] | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(
+        cls, home: str | Path | None = None, db: str | None = None, config: str | Path | None = None
+    ) -> Settings:
+        home_path = Path(home or os.environ.get("PFILL_HOME") or ".pfill").expanduser().absolute()
+        db_url = db or os.environ.get("PFILL_DB_URL") or f"sqlite:///{home_path / 'pfill.db'}"
+        dialect_of(db_url)  # fail early on a malformed or unsupported URL
+        config_path: Path | None = None
+        explicit = config or os.environ.get("PFILL_CONFIG")
+        if explicit:
+            config_path = Path(explicit).expanduser()
+            if not config_path.exists():
+                raise ConfigError(f"environments file not found: {config_path}")
+        elif Path("pfill.yaml").exists():
+            config_path = Path("pfill.yaml")
+        tenant = os.environ.get("PFILL_TENANT") or DEFAULT_TENANT
+        return cls(home=home_path, db_url=db_url, config_path=config_path, tenant=tenant)
+
+    # -- environments ---------------------------------------------------------------------------
+    def environments(self) -> dict[str, Environment]:
+        if self._environments is None:
+            envs = {LOCAL_ENV: self.local_environment()}
+            if self.config_path is not None:
+                envs.update(parse_environments(load_located(self.config_path)))
+            self._environments = envs
+        return self._environments
+
+    def environment(self, name: str | None = None) -> Environment:
+        name = name or os.environ.get("PFILL_ENV") or LOCAL_ENV
+        envs = self.environments()
+        if name not in envs:
+            raise ConfigError(f"unknown environment {name!r}; known: {', '.join(sorted(envs))}")
+        return envs[name]
+
+    def local_superset_port(self) -> int:
+        state = self.home / "superset" / "state.json"
+        if state.exists():
+            try:
+                return int(json.loads(state.read_text())["port"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return int(os.environ.get("PFILL_SUPERSET_PORT") or DEFAULT_SUPERSET_PORT)
+
+    def local_environment(self) -> Environment:
+        where = "built-in environment local"
+        tenant = Tenant(name=self.tenant, url=Setting(self.db_url, where, literal=True))
+        return Environment(
+            name=LOCAL_ENV,
+            url=Setting(f"http://127.0.0.1:{self.local_superset_port()}", where, literal=True),
+            user=Setting(os.environ.get("PFILL_SUPERSET_USER") or DEFAULT_SUPERSET_USER, where, literal=True),
+            password=None,
+            tenants={tenant.name: tenant},
+            home=self.home,
+        )
+
+
+def _expand(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+
+    def sub(match: re.Match[str]) -> str:
+        variable = match.group(1)
+        if variable not in os.environ:
+            raise ConfigError(f"{where}: environment variable {variable} is not set")
+        return os.environ[variable]
+
+    return _VAR.sub(sub, value)
+
+
+def _literal_password(url: str) -> bool:
+    try:
+        return bool(make_url(url).password)
+    except Exception:
+        return False
+
+
+def _setting(value: Any, doc: LocatedYaml, *path: Any) -> Setting:
+    if not isinstance(value, str):
+        raise ConfigError(f"{doc.where(*path)}: expected a string, got {type(value).__name__}")
+    return Setting(value, doc.where(*path))
+
+
+def _secret(value: Any, where: str) -> SecretRef:
+    match = _VAR.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(f"{where}: secrets must reference an environment variable, like ${{NAME}}")
+    return SecretRef(variable=match.group(1), where=where)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    return value
+
+
+def _check_keys(value: dict[str, Any], allowed: set[str], doc: LocatedYaml, *path: Any) -> None:
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(
+                f"{doc.where(*path, key)}: unknown field {key!r}; expected one of {', '.join(sorted(allowed))}"
+            )
+
+
+def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
+    """Environments from a pfill.yaml document (see README: Environments and secrets)."""
+    root = _mapping(doc.data or {}, str(doc.path))
+    _check_keys(root, {"environments"}, doc)
+    envs: dict[str, Environment] = {}
+    for name, body in _mapping(root.get("environments") or {}, doc.where("environments")).items():
+        at = ("environments", name)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{doc.where(*at)}: environment name {name!r} is not a plain identifier")
+        body = _mapping(body, doc.where(*at))
+        _check_keys(body, {"superset", "tenants"}, doc, *at)
+        superset = _mapping(body.get("superset"), doc.where(*at, "superset"))
+        _check_keys(superset, {"url", "username", "password"}, doc, *at, "superset")
+        for required in ("url", "username", "password"):
+            if required not in superset:
+                raise ConfigError(f"{doc.where(*at, 'superset')}: missing field superset.{required}")
+        tenants: dict[str, Tenant] = {}
+        for tname, tbody in _mapping(body.get("tenants") or {}, doc.where(*at, "tenants")).items():
+            tat = (*at, "tenants", tname)
+            if not isinstance(tname, str) or not _NAME.match(tname):
+                raise ConfigError(f"{doc.where(*tat)}: tenant name {tname!r} is not a plain identifier")
+            tbody = _mapping(tbody, doc.where(*tat))
+            _check_keys(tbody, {"database_url", "dialect", "schema"}, doc, *tat)
+            if "database_url" not in tbody:
+                raise ConfigError(f"{doc.where(*tat)}: missing field database_url")
+            raw_url = tbody["database_url"]
+            if isinstance(raw_url, str) and not _VAR.search(raw_url) and _literal_password(raw_url):
+                raise ConfigError(
+                    f"{doc.where(*tat, 'database_url')}: the password must come from an environment "
+                    "variable, like postgresql://user:${DB_PASSWORD}@host/db"
+                )
+            if not isinstance(raw_url, str):
+                raise ConfigError(f"{doc.where(*tat, 'database_url')}: expected a string")
+            dialect = tbody.get("dialect")
+            if dialect is not None and dialect not in DIALECTS:
+                raise ConfigError(f"{doc.where(*tat, 'dialect')}: dialect must be one of {', '.join(DIALECTS)}")
+            tenants[tname] = Tenant(
+                name=tname,
+                url=Setting(raw_url, doc.where(*tat, "database_url")),
+                dialect_name=dialect,
+                schema=tbody.get("schema"),
+            )
+        envs[name] = Environment(
+            name=name,
+            url=_setting(superset["url"], doc, *at, "superset", "url"),
+            user=_setting(superset["username"], doc, *at, "superset", "username"),
+            password=_secret(superset["password"], doc.where(*at, "superset", "password")),
+            tenants=tenants,
+        )
+    return envs

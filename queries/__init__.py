@@ -1,0 +1,1 @@
+"""The eight report queries (Jinja-templated SQL), shipped as package data."""
