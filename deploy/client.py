@@ -201,7 +201,9 @@ class SupersetClient:
         return self.request("DELETE", path, **kwargs)
 
     # -- conveniences ------------------------------------------------------------------------------
-    def iter_list(self, resource: str, filters: list[dict[str, Any]] | None = None, **query: Any) -> Iterator[dict[str, Any]]:
+    def iter_list(
+        self, resource: str, filters: list[dict[str, Any]] | None = None, **query: Any
+    ) -> Iterator[dict[str, Any]]:
         """Every object of a resource (`database`, `dataset`, `chart`, `dashboard`) matching filters."""
         page = 0
         while True:

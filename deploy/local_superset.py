@@ -9,6 +9,7 @@ this same class, on a free port with a throw-away home.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,6 +95,7 @@ class LocalSuperset:
         self.venv = (venv or (Path(env_venv) if env_venv else self.root / "venv")).absolute()
         saved = self._state().get("port")
         self.port = int(port or saved or os.environ.get("PFILL_SUPERSET_PORT") or 8088)
+        self._process: subprocess.Popen[bytes] | None = None  # set when this process started it
 
     # -- paths and state ---------------------------------------------------------------------------
     @property
@@ -287,6 +289,7 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self._env(), cwd=self.root, start_new_session=True,
             )
+        self._process = proc
         self.pid_file.write_text(str(proc.pid))
         self._save_state(port=self.port)
         progress(f"waiting for {self.url}/health (up to {timeout:.0f}s)")
@@ -332,18 +335,16 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._group_alive(pid):
             time.sleep(0.2)
         if self._group_alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if self._process is not None and self._process.pid == pid:
+            self._process.wait(timeout=10)  # reap our own child so no zombie entry is left behind
         self.pid_file.unlink(missing_ok=True)
         return True
 

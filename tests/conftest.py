@@ -11,9 +11,14 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from pfill.deploy.client import SupersetClient
+    from pfill.deploy.local_superset import LocalSuperset
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("PFILL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -52,3 +57,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def shared_superset_venv() -> Path:
+    """The Superset virtual environment the tests share with `pfill superset up` run from the repo,
+    so it is installed once per clone (PFILL_SUPERSET_VENV overrides)."""
+    return Path(os.environ.get("PFILL_SUPERSET_VENV") or REPO / ".pfill" / "superset" / "venv")
+
+
+@pytest.fixture(scope="session")
+def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuperset]:
+    """A real Superset 6.1, started through the same code as `pfill superset up`, on a free port
+    with a throw-away home."""
+    from pfill.deploy.local_superset import LocalSuperset, StackError
+
+    home = tmp_path_factory.mktemp("superset-home")
+    stack = LocalSuperset(home, port=free_port(), venv=shared_superset_venv())
+    try:
+        stack.up(lambda line: print(f"[superset] {line}", flush=True), timeout=240)
+    except StackError as exc:
+        stack.stop()
+        pytest.fail(f"the test Superset did not start: {exc}", pytrace=False)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def superset_client(superset: LocalSuperset) -> Iterator[SupersetClient]:
+    from pfill.deploy.client import SupersetClient
+
+    with SupersetClient(superset.url, "admin", superset.admin_password()) as client:
+        client.login()
+        yield client

@@ -1,0 +1,34 @@
+# The two commands a fresh clone needs: `make demo` and `make test`. Everything they need is
+# installed by them, into .venv (the kit) and .pfill/superset/venv (Superset, pinned).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo demo-down lint bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# pytest exits 5 when it collected no tests: a test command that ran nothing is a failure here.
+test: $(STAMP)
+	@$(BIN)/python -m pytest -v $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+demo: $(STAMP)
+	$(BIN)/pfill superset up
+	$(BIN)/pfill db init
+	$(BIN)/pfill demo-data
+	$(BIN)/pfill run
+
+demo-down: $(STAMP)
+	$(BIN)/pfill superset down
+
+lint: $(STAMP)
+	$(BIN)/ruff check .

@@ -1,0 +1,3 @@
+from pfill.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Configuration resolution and the environments file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pfill.cli import cli
+from pfill.config import Settings
+from pfill.errors import ConfigError
+
+
+def test_defaults_use_the_embedded_sqlite(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("PFILL_HOME", "PFILL_DB_URL", "PFILL_CONFIG", "PFILL_TENANT"):
+        monkeypatch.delenv(var, raising=False)
+    settings = Settings.resolve()
+    assert settings.home == tmp_path / ".pfill"
+    assert settings.db_url == f"sqlite:///{tmp_path / '.pfill' / 'pfill.db'}"
+    assert settings.config_path is None
+    local = settings.environment()
+    assert local.name == "local" and local.is_local
+    assert local.superset_url == "http://127.0.0.1:8088"
+    assert local.tenants["demo"].dialect == "sqlite"
+
+
+def test_flags_beat_environment_variables(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PFILL_HOME", str(tmp_path / "from-env"))
+    monkeypatch.setenv("PFILL_DB_URL", "postgresql://u@h/env")
+    assert Settings.resolve().db_url == "postgresql://u@h/env"
+    assert Settings.resolve().home == tmp_path / "from-env"
+    settings = Settings.resolve(home=tmp_path / "flag", db="sqlite:///x.db")
+    assert settings.home == tmp_path / "flag" and settings.db_url == "sqlite:///x.db"
+
+
+ENVS = """\
+environments:
+  staging:
+    superset:
+      url: https://bi.example.com/
+      username: deploy-bot
+      password: ${STAGING_SUPERSET_PASSWORD}
+    tenants:
+      acme:
+        database_url: mssql+pyodbc://reader:${ACME_DB_PASSWORD}@sql01/pfill?driver=ODBC+Driver+18
+        schema: dbo
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pfill.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_environments_file_is_read_with_variables(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STAGING_SUPERSET_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("ACME_DB_PASSWORD", "db-pw-123")
+    settings = Settings.resolve(home=tmp_path, config=_write(tmp_path, ENVS))
+    staging = settings.environment("staging")
+    assert staging.superset_url == "https://bi.example.com"
+    assert staging.superset_password() == "s3cret-pw"
+    acme = staging.tenants["acme"]
+    assert acme.dialect == "mssql" and acme.schema == "dbo"
+    assert "db-pw-123" in acme.database_url
+    assert set(settings.environments()) == {"local", "staging"}
+
+
+def test_env_list_masks_passwords(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STAGING_SUPERSET_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("ACME_DB_PASSWORD", "db-pw-123")
+    config = str(_write(tmp_path, ENVS))
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "--config", config, "env", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "db-pw-123" not in result.output and "s3cret-pw" not in result.output
+    assert "reader:***@sql01" in result.output
+
+
+def test_missing_variable_names_file_line_and_variable(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("ACME_DB_PASSWORD", raising=False)
+    settings = Settings.resolve(home=tmp_path, config=_write(tmp_path, ENVS))
+    with pytest.raises(ConfigError, match=r"pfill.yaml:9: environment variable ACME_DB_PASSWORD is not set"):
+        _ = settings.environment("staging").tenants["acme"].database_url
+
+
+def test_literal_password_is_refused(tmp_path) -> None:
+    text = ENVS.replace("${STAGING_SUPERSET_PASSWORD}", "hunter2")
+    with pytest.raises(ConfigError, match=r"pfill.yaml:6: secrets must reference an environment variable"):
+        Settings.resolve(home=tmp_path, config=_write(tmp_path, text)).environments()
+    text = ENVS.replace("${ACME_DB_PASSWORD}", "hunter2")
+    with pytest.raises(ConfigError, match=r"pfill.yaml:9: the password must come from an environment variable"):
+        Settings.resolve(home=tmp_path, config=_write(tmp_path, text)).environments()
+
+
+def test_unknown_field_and_bad_yaml_name_the_line(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"pfill.yaml:4: unknown field 'urll'"):
+        Settings.resolve(home=tmp_path, config=_write(tmp_path, ENVS.replace("url:", "urll:", 1))).environments()
+    with pytest.raises(ConfigError, match=r"pfill.yaml:3: invalid YAML"):
+        Settings.resolve(home=tmp_path, config=_write(tmp_path, "environments:\n  a: [1,\n  b: }\n")).environments()
+
+
+def test_missing_config_file_is_an_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="environments file not found"):
+        Settings.resolve(home=tmp_path, config=tmp_path / "nope.yaml")
