@@ -120,7 +120,7 @@ def _token_lines(sql: str, dialect: str, wanted: TokenType, after: set[TokenType
     tokens = sqlglot.tokenize(sql, read=SQLGLOT_DIALECT[dialect])
     return [
         token.line
-        for previous, token in zip([None, *tokens], tokens)
+        for previous, token in zip([None, *tokens], tokens, strict=False)
         if token.token_type == wanted and (after is None or (previous is not None and previous.token_type in after))
     ]
 
@@ -147,11 +147,13 @@ def _order_by(tree: exp.Expression, query: Query, sql: str, dialect: str, lines:
 def _select_star(tree: exp.Expression, query: Query, sql: str, dialect: str, lines: _LineMap) -> list[Finding]:
     stars = [
         star for star in tree.find_all(exp.Star)
-        if isinstance(star.parent, exp.Select) or (isinstance(star.parent, exp.Column) and isinstance(star.parent.parent, exp.Select))
+        if isinstance(star.parent, exp.Select)
+        or (isinstance(star.parent, exp.Column) and isinstance(star.parent.parent, exp.Select))
     ]
     if not stars:
         return []
-    star_lines = _token_lines(sql, dialect, TokenType.STAR, {TokenType.SELECT, TokenType.DISTINCT, TokenType.COMMA, TokenType.DOT})
+    after = {TokenType.SELECT, TokenType.DISTINCT, TokenType.COMMA, TokenType.DOT}
+    star_lines = _token_lines(sql, dialect, TokenType.STAR, after)
     return [
         Finding(query.template_path, lines.template_line(star_lines[i] if i < len(star_lines) else None),
                 "select-star", "SELECT * (list the columns: dashboards depend on them)", query.name)
@@ -177,11 +179,13 @@ def _columns(tree: exp.Expression, query: Query, lines: _LineMap) -> list[Findin
                                     f"select item {projection.sql()[:60]!r} has no name: add AS <column>", query.name))
             continue
         if name in selected:
-            findings.append(Finding(query.template_path, line, "column-duplicate", f"column {name} selected twice", query.name))
+            findings.append(
+                Finding(query.template_path, line, "column-duplicate", f"column {name} selected twice", query.name)
+            )
         selected[name] = projection
         if name not in query.column_names:
-            findings.append(Finding(query.template_path, line, "column-undeclared",
-                                    f"column {name} is selected but not declared in {query.meta_path.name}", query.name))
+            message = f"column {name} is selected but not declared in {query.meta_path.name}"
+            findings.append(Finding(query.template_path, line, "column-undeclared", message, query.name))
     for column in query.columns:
         if column.name not in selected:
             findings.append(Finding(query.meta_path, query.column_line(column.name), "column-missing",
