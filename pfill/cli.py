@@ -62,8 +62,9 @@ def cli(ctx: click.Context, home: str | None, db: str | None, config: str | None
 def _register() -> None:
     from .deploy.cli import COMMANDS as deploy_commands
     from .deploy.query_cli import COMMANDS as query_commands
+    from .engine.cli import COMMANDS as engine_commands
 
-    for command in [*deploy_commands, *query_commands]:
+    for command in [*deploy_commands, *query_commands, *engine_commands]:
         cli.add_command(command)
 
 

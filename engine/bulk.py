@@ -1,0 +1,68 @@
+"""Fast bulk writes of column arrays: sqlite3 executemany, PostgreSQL COPY, executemany elsewhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+BATCH_ROWS = 100_000
+
+
+def _as_list(values: Any) -> list[Any]:
+    """Python values every driver takes: dates as ISO text, booleans as 0/1, NaN as None."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "M":
+            days = values.astype("datetime64[D]")
+            text = np.datetime_as_string(days, unit="D").tolist()
+            return [None if t == "NaT" else t for t in text]
+        if values.dtype.kind == "b":
+            return values.astype(np.int8).tolist()
+        if values.dtype.kind == "f":
+            return [None if math.isnan(v) else v for v in values.tolist()]
+        return values.tolist()
+    return list(values)
+
+
+def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], constants:
+                   Mapping[str, Any] | None = None) -> int:
+    """Insert rows given as equal-length columns (plus constant columns such as run_id)."""
+    names = list(columns)
+    dialect = conn.dialect.name
+    lists = [_as_list(columns[n]) for n in names]
+    n_rows = len(lists[0]) if lists else 0
+    if n_rows == 0:
+        return 0
+    for name, value in (constants or {}).items():
+        names.append(name)
+        lists.append([value.isoformat() if isinstance(value, date) else value] * n_rows)
+    rows = list(zip(*lists, strict=True))
+    if dialect == "postgresql":
+        _copy(conn, table, names, rows)
+    elif dialect == "sqlite":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        for start in range(0, n_rows, BATCH_ROWS):
+            cursor.executemany(sql, rows[start:start + BATCH_ROWS])
+        cursor.close()
+    else:
+        for start in range(0, n_rows, BATCH_ROWS):
+            conn.execute(table.insert(), [dict(zip(names, r, strict=True)) for r in rows[start:start + BATCH_ROWS]])
+    return n_rows
+
+
+def _copy(conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: list[tuple]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
+    for start in range(0, len(rows), BATCH_ROWS):
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows[start:start + BATCH_ROWS])
+        buffer.seek(0)
+        cursor.copy_expert(sql, buffer)
+    cursor.close()

@@ -1,0 +1,184 @@
+"""`pfill db init`, `pfill demo-data`, `pfill run` and `pfill runs list|show|cancel|reconcile`."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime
+from typing import Any
+
+import click
+
+from pfill.config import Settings
+from pfill.errors import UsageError
+from pfill.output import emit_json, info, print_table, step
+
+from . import demo_data, runs
+from .allocator import STRATEGIES
+from .db import get_engine, init_schema
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    if settings.db_url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(settings.db_url[len("sqlite:///"):]) or ".", exist_ok=True)
+    return get_engine(settings.db_url)
+
+
+def _as_of(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+_AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Business date [today].")
+_TENANT = click.option("--tenant", help="Tenant [env PFILL_TENANT; demo].")
+
+
+@click.group("db")
+def db_group() -> None:
+    """The engine database."""
+
+
+@db_group.command("init")
+@pass_settings
+def db_init(settings: Settings) -> None:
+    """Create or upgrade the engine schema (idempotent: adds what is missing, drops nothing)."""
+    changes = init_schema(_engine(settings))
+    info(f"schema up to date ({len(changes)} change(s))" if changes else "schema already up to date")
+
+
+@click.command("demo-data")
+@click.option("--loans", type=click.IntRange(1), default=demo_data.DEFAULT_LOANS, show_default=True)
+@click.option("--trades", type=click.IntRange(1), default=demo_data.DEFAULT_TRADES, show_default=True)
+@click.option("--seed", type=int, default=demo_data.DEFAULT_SEED, show_default=True)
+@_TENANT
+@_AS_OF
+@click.option("--json", "as_json", is_flag=True, help="Print the row counts as JSON.")
+@pass_settings
+def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, tenant: str | None,
+                      as_of: datetime | None, as_json: bool) -> None:
+    """Replace a tenant's inputs with realistic demo data (deterministic for a seed and date)."""
+    tenant = tenant or settings.tenant
+    engine = _engine(settings)
+    init_schema(engine)
+    with step(f"generating {loans} loans and {trades} trades for tenant {tenant} (seed {seed})"):
+        data = demo_data.generate(loans, trades, seed, _as_of(as_of))
+        counts = demo_data.replace_tenant_inputs(engine, tenant, data)
+    if as_json:
+        emit_json(counts)
+    else:
+        print_table(sorted(counts.items()), ["table", "rows"])
+
+
+@click.command("run")
+@_TENANT
+@click.option("--scoring", type=click.Choice(["price", "price_carry"]), default="price", show_default=True,
+              help="Rank placements by price + pay-up, or also by carry to settlement.")
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="greedy", show_default=True)
+@click.option("--keep", type=click.IntRange(1), help="Runs to keep per tenant [env PFILL_KEEP_RUNS; 10].")
+@_AS_OF
+@click.option("--json", "as_json", is_flag=True, help="Print the finished run as JSON.")
+@pass_settings
+def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: str, keep: int | None,
+                as_of: datetime | None, as_json: bool) -> None:
+    """Run PowerFill for a tenant: the six steps, with progress per step.
+
+    Exit code 3 when the tenant already has an active run (BR-8).
+    """
+    from .pipeline import RunOptions, execute_run
+
+    keep = keep or int(os.environ.get("PFILL_KEEP_RUNS") or runs.DEFAULT_KEEP_RUNS)
+    engine = _engine(settings)
+    init_schema(engine)
+    options = RunOptions(tenant=tenant or settings.tenant, scoring=scoring, strategy=strategy, keep_runs=keep,
+                         as_of=_as_of(as_of))
+    result = execute_run(engine, options, progress=info)
+    if as_json:
+        emit_json(_public(result))
+    else:
+        info(f"run {result['run_id']} Complete in {result['duration_seconds']:.2f}s: "
+             f"{result['allocated_loan_count']} loans allocated, {result['cash_loan_count']} to cash, "
+             f"{result['kickout_count']} kicked out; {result['trades_filled_in_tolerance']}/"
+             f"{result['trade_count']} trades within tolerance")
+
+
+def _public(run: dict[str, Any]) -> dict[str, Any]:
+    out = dict(run)
+    for key in ("options_json", "step_seconds_json", "response_json"):
+        raw = out.pop(key, None)
+        out[key.removesuffix("_json")] = json.loads(raw) if raw else None
+    return out
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """Engine runs: list, show, cancel, reconcile."""
+
+
+@runs_group.command("list")
+@_TENANT
+@click.option("--all-tenants", is_flag=True, help="Every tenant's runs.")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def runs_list(settings: Settings, tenant: str | None, all_tenants: bool, limit: int, as_json: bool) -> None:
+    """Runs, newest first, with their summary counters."""
+    engine = _engine(settings)
+    init_schema(engine)
+    rows = runs.list_runs(engine, None if all_tenants else (tenant or settings.tenant), limit)
+    if as_json:
+        emit_json([_public(r) for r in rows])
+        return
+    print_table([(r["run_id"], r["tenant_id"], r["status"], r["created_at"].isoformat(sep=" ", timespec="seconds"),
+                  None if r["duration_seconds"] is None else f"{r['duration_seconds']:.2f}",
+                  r["allocated_loan_count"], r["kickout_count"], r["failure_step"]) for r in rows],
+                ["run_id", "tenant", "status", "created_at", "seconds", "allocated", "kickouts", "failed_step"])
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@_TENANT
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def runs_show(settings: Settings, run_id: str, tenant: str | None, as_json: bool) -> None:
+    """One run (RUN_ID, or `latest` for the tenant's newest run)."""
+    engine = _engine(settings)
+    init_schema(engine)
+    if run_id == "latest":
+        found = runs.latest_run(engine, tenant or settings.tenant)
+        if found is None:
+            raise runs.RunNotFound(f"tenant {tenant or settings.tenant} has no runs yet")
+    else:
+        found = runs.get_run(engine, run_id)
+    public = _public(found)
+    if as_json:
+        emit_json(public)
+        return
+    for key, value in public.items():
+        click.echo(f"{key:<28} {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+
+
+@runs_group.command("cancel")
+@click.argument("run_id")
+@pass_settings
+def runs_cancel(settings: Settings, run_id: str) -> None:
+    """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner)."""
+    run = runs.request_cancel(_engine(settings), run_id)
+    info(f"cancel requested for run {run_id} (now {run['status']})")
+
+
+@runs_group.command("reconcile")
+@_TENANT
+@click.option("--all-tenants", is_flag=True)
+@pass_settings
+def runs_reconcile(settings: Settings, tenant: str | None, all_tenants: bool) -> None:
+    """Mark active runs whose process died as Failed (a live run is never touched)."""
+    engine = _engine(settings)
+    init_schema(engine)
+    if all_tenants and tenant:
+        raise UsageError("give --tenant or --all-tenants, not both")
+    done = runs.reconcile(engine, None if all_tenants else (tenant or settings.tenant))
+    info(f"reconciled {len(done)} run(s) to Failed" + (f": {', '.join(done)}" if done else ""))
+
+
+COMMANDS = [db_group, demo_data_command, run_command, runs_group]

@@ -1,0 +1,60 @@
+"""What the pipeline steps share: the run's identity, its inputs, arrays passed between steps,
+counters, and helpers to write output rows (always stamped with run_id and tenant_id)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from . import schema
+from .bulk import insert_columns
+from .inputs import Inputs
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class RunContext:
+    engine: sa.Engine
+    run_id: str
+    tenant: str
+    scoring: str = "price"  # price | price_carry
+    strategy: str = "greedy"
+    as_of: date = field(default_factory=date.today)
+    candidates_kept_per_loan: int = 5
+    inputs: Inputs | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # arrays one step hands to the next
+    counters: dict[str, Any] = field(default_factory=dict)
+    rows_written: dict[str, int] = field(default_factory=dict)
+    checkpoint: Callable[[], None] = lambda: None  # raises when the run was cancelled
+
+    @property
+    def as_of64(self) -> np.datetime64:
+        return np.datetime64(self.as_of, "D")
+
+    def write(self, table: sa.Table, columns: dict[str, Any]) -> int:
+        """Bulk-insert output rows for this run in one transaction."""
+        with self.engine.begin() as conn:
+            n = insert_columns(conn, table, columns, {"run_id": self.run_id, "tenant_id": self.tenant})
+        self.rows_written[table.name] = self.rows_written.get(table.name, 0) + n
+        return n
+
+    def log(self, step: str, event: str, message: str, level: str = "INFO", **details: Any) -> None:
+        write_log(self.engine, self.run_id, self.tenant, step, event, message, level, details)
+
+
+def write_log(engine: sa.Engine, run_id: str, tenant: str, step: str, event: str, message: str,
+              level: str = "INFO", details: dict[str, Any] | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(schema.pfill_powerfill_log.insert().values(
+            run_id=run_id, tenant_id=tenant, logged_at=utcnow(), step=step, level=level, event=event,
+            message=message[:4000], details_json=json.dumps(details, default=str) if details else None,
+        ))

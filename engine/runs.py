@@ -1,0 +1,221 @@
+"""The run lifecycle: start (BR-8), status changes, heartbeat, cancel, reconcile, BR-9 cleanup, retention.
+
+Every change is its own short transaction, so other processes (`pfill runs list`, `runs cancel`)
+see it at once. The database enforces one active run per tenant with a partial unique index; the
+insert that would break it is reported as ConflictError (exit 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from pfill.errors import ConflictError, PfillError
+
+from . import schema
+from .context import utcnow, write_log
+
+H = schema.pfill_run_history
+DEFAULT_KEEP_RUNS = 10
+HEARTBEAT_SECONDS = float(os.environ.get("PFILL_HEARTBEAT_SECONDS", "2"))
+STALE_SECONDS = float(os.environ.get("PFILL_STALE_SECONDS", "60"))
+
+
+class RunCancelled(Exception):
+    """Raised inside the pipeline when a cancel was requested."""
+
+
+class RunNotFound(PfillError):
+    pass
+
+
+def _host() -> str:
+    return socket.gethostname()[:128]
+
+
+def requested_by() -> str:
+    user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+    return f"{user}@{_host()}"[:128]
+
+
+def create_run(engine: sa.Engine, tenant: str, scoring: str, options: dict[str, Any]) -> str:
+    """Insert a Pending run; ConflictError when the tenant already has an active run (BR-8)."""
+    run_id = str(uuid.uuid4())
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            conn.execute(H.insert().values(
+                run_id=run_id, tenant_id=tenant, status="Pending", scoring=scoring, requested_by=requested_by(),
+                options_json=json.dumps(options, default=str), created_at=now, heartbeat_at=now,
+                pid=os.getpid(), host=_host(),
+            ))
+    except sa.exc.IntegrityError:
+        active = active_run(engine, tenant)
+        which = f" ({active['run_id']}, {active['status']})" if active else ""
+        raise ConflictError(
+            f"a run is already active for tenant {tenant}{which}",
+            hint="wait for it, or `pfill runs cancel ID`; a crashed run is cleared by `pfill runs reconcile`",
+        ) from None
+    write_log(engine, run_id, tenant, "run", "status", "run requested (Pending)", details=options)
+    return run_id
+
+
+def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(H.update().where(H.c.run_id == run_id).values(**values))
+
+
+def get_run(engine: sa.Engine, run_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(H).where(H.c.run_id == run_id)).mappings().first()
+    if row is None:
+        raise RunNotFound(f"no run {run_id}")
+    return dict(row)
+
+
+def latest_run(engine: sa.Engine, tenant: str, status: str | None = None) -> dict[str, Any] | None:
+    query = sa.select(H).where(H.c.tenant_id == tenant)
+    if status:
+        query = query.where(H.c.status == status)
+    with engine.connect() as conn:
+        row = conn.execute(query.order_by(H.c.created_at.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+def active_run(engine: sa.Engine, tenant: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(H).where(H.c.tenant_id == tenant, H.c.status.in_(schema.ACTIVE_STATUSES))
+                           ).mappings().first()
+    return dict(row) if row else None
+
+
+def list_runs(engine: sa.Engine, tenant: str | None, limit: int = 20) -> list[dict[str, Any]]:
+    query = sa.select(H).order_by(H.c.created_at.desc()).limit(limit)
+    if tenant:
+        query = query.where(H.c.tenant_id == tenant)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def cancel_requested(engine: sa.Engine, run_id: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(H.c.cancel_requested_at).where(H.c.run_id == run_id)).scalar() is not None
+
+
+def request_cancel(engine: sa.Engine, run_id: str) -> dict[str, Any]:
+    """Ask a running run to stop; it ends Cancelled at its next step boundary (or sooner)."""
+    run = get_run(engine, run_id)
+    if run["status"] not in schema.ACTIVE_STATUSES:
+        raise PfillError(f"run {run_id} is {run['status']}: only an active run can be cancelled")
+    update_run(engine, run_id, cancel_requested_at=utcnow())
+    write_log(engine, run_id, run["tenant_id"], "run", "cancel", "cancel requested")
+    if not _process_alive(run):  # nobody is left to honour it
+        finish_run(engine, run_id, run["tenant_id"], "Cancelled", failure_step=run["current_step"],
+                   failure_message="cancelled (the running process was gone)")
+    return get_run(engine, run_id)
+
+
+def remove_user_facing_rows(engine: sa.Engine, run_id: str) -> None:
+    """BR-9: a Failed or Cancelled run loses its user-facing rows; synthetic rows and the log stay."""
+    with engine.begin() as conn:
+        for table in schema.USER_FACING_OUTPUTS:
+            conn.execute(table.delete().where(table.c.run_id == run_id))
+
+
+def finish_run(engine: sa.Engine, run_id: str, tenant: str, status: str, **values: Any) -> None:
+    """Move a run to a terminal status (Failed/Cancelled also get the BR-9 cleanup)."""
+    if status in ("Failed", "Cancelled"):
+        remove_user_facing_rows(engine, run_id)
+    now = utcnow()
+    run = get_run(engine, run_id)
+    duration = (now - run["started_at"]).total_seconds() if run["started_at"] else None
+    update_run(engine, run_id, status=status, completed_at=now, duration_seconds=duration, **values)
+    level = "INFO" if status == "Complete" else "WARN" if status == "Cancelled" else "ERROR"
+    message = f"run {status}" + (f": {values['failure_message']}" if values.get("failure_message") else "")
+    write_log(engine, run_id, tenant, "run", "status", message, level=level)
+
+
+def _process_alive(run: dict[str, Any]) -> bool:
+    """True when the run's process is known to be alive (same host, pid answers). Other hosts: by heartbeat."""
+    if run.get("host") == _host() and run.get("pid"):
+        try:
+            os.kill(int(run["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _not_zombie(int(run["pid"]))
+    beat = run.get("heartbeat_at")
+    return beat is not None and utcnow() - beat < timedelta(seconds=STALE_SECONDS)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
+    """Mark active runs whose process died as Failed (a live run is never touched). Returns their ids."""
+    query = sa.select(H).where(H.c.status.in_(schema.ACTIVE_STATUSES))
+    if tenant:
+        query = query.where(H.c.tenant_id == tenant)
+    with engine.connect() as conn:
+        runs = [dict(r) for r in conn.execute(query).mappings()]
+    done = []
+    for run in runs:
+        if run["pid"] == os.getpid() and run["host"] == _host():
+            continue
+        if not _process_alive(run):
+            finish_run(engine, run["run_id"], run["tenant_id"], "Failed", failure_step=run["current_step"],
+                       failure_message="the running process died (reconciled)")
+            done.append(run["run_id"])
+    return done
+
+
+def apply_retention(engine: sa.Engine, tenant: str, keep: int) -> list[str]:
+    """Keep the newest `keep` runs of the tenant; delete older terminal runs and all their rows."""
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(H.c.run_id).where(H.c.tenant_id == tenant,
+                                                       H.c.status.in_(schema.TERMINAL_STATUSES))
+                           .order_by(H.c.created_at.desc(), H.c.run_id)).scalars().all()
+    old = list(ids[keep:])
+    if old:
+        with engine.begin() as conn:
+            for table in (*schema.USER_FACING_OUTPUTS, *schema.FORENSIC_OUTPUTS, H):
+                for start in range(0, len(old), 500):
+                    conn.execute(table.delete().where(table.c.run_id.in_(old[start:start + 500])))
+    return old
+
+
+class Heartbeat:
+    """A daemon thread that stamps heartbeat_at while the run is alive."""
+
+    def __init__(self, engine: sa.Engine, run_id: str, every: float = HEARTBEAT_SECONDS) -> None:
+        self.engine, self.run_id, self.every = engine, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            # a busy database must not kill the run; the next beat retries
+            with contextlib.suppress(Exception):
+                update_run(self.engine, self.run_id, heartbeat_at=utcnow())
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
