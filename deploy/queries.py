@@ -36,6 +36,11 @@ from .render import (
 )
 
 TEMPLATE_SUFFIX = ".sql.j2"
+# The packaged reports in the order operators read them (hub first); other names follow by name.
+REPORT_ORDER = (
+    "run_overview", "allocation_guide", "trade_recap", "switching", "pool_candidates",
+    "existing_disposition", "pooling_guide", "cash_trade_slotting",
+)
 COLUMN_TYPES = ("string", "integer", "decimal", "float", "boolean", "date", "datetime")
 PARAMETER_TYPES = ("string", "integer", "number", "boolean")
 # Parameters every report may declare; their values come from the render call, not from `params`.
@@ -233,7 +238,8 @@ def load_queries(folder: str | Path | None = None) -> dict[str, Query]:
         queries[name] = _load_one(name, template, environment)
     if not queries:
         raise ConfigError(f"no queries (*{TEMPLATE_SUFFIX}) in {root}")
-    return queries
+    rank = {name: index for index, name in enumerate(REPORT_ORDER)}
+    return dict(sorted(queries.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
 
 
 def get_query(queries: dict[str, Query], name: str) -> Query:

@@ -30,6 +30,7 @@ from pfill.errors import UsageError
 SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_JINJA_MARKS = ("{{", "{%", "{#")
 PACKAGED_QUERIES = Path(__file__).resolve().parent.parent / "queries"
 
 
@@ -79,6 +80,9 @@ def sql_literal(value: Any, dialect: str) -> SqlLiteral:
     elif isinstance(value, (int, float)):
         node = exp.Literal.number(value)
     elif isinstance(value, str):
+        if any(mark in value for mark in _JINJA_MARKS):
+            # Superset evaluates Jinja anywhere in a dataset's SQL, string literals included.
+            raise UsageError(f"value {value!r} contains template markup ({{{{, {{% or {{#)")
         node = exp.Literal.string(value)
     else:
         raise UsageError(f"cannot write a {type(value).__name__} as a SQL literal")
