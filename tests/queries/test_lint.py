@@ -51,7 +51,8 @@ def test_seeded_mistakes_are_caught_with_file_and_line(queries_copy: Path) -> No
 def test_order_by_with_top_or_limit_is_allowed(queries_copy: Path) -> None:
     # the shared macro writes TOP 1 on SQL Server and LIMIT 1 elsewhere: an allowed ORDER BY
     limited = "([[ sql.first_value_of('t.a', 't', 't.a DESC') ]])"
-    edit(queries_copy / "switching.sql.j2", "  s.loan_id AS loan_id,\n", f"  s.loan_id AS loan_id,\n  {limited} AS top_a,\n")
+    old = "  s.loan_id AS loan_id,\n"
+    edit(queries_copy / "switching.sql.j2", old, f"{old}  {limited} AS top_a,\n")
     meta = queries_copy / "switching.yaml"
     meta.write_text(meta.read_text() + "  - {name: top_a, type: string, description: test}\n")
     code, output = _lint(queries_copy)
