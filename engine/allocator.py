@@ -233,7 +233,7 @@ def _result(p: AllocationProblem, s: _GreedyState, moves: int) -> AllocationResu
     status = np.where(s.count == 0, "Empty",
                       np.where(s.fill < s.min_allowed - EPS, "Short",
                                np.where(s.fill > s.max_allowed + EPS, "Over", "Filled")))
-    chosen = s.loan_trade[p.cand_loan] == p.cand_trade
+    chosen = (s.loan_trade[p.cand_loan] == p.cand_trade) & (s.loan_pass[p.cand_loan] != PASS_LOCKED)
     return AllocationResult(
         loan_trade=s.loan_trade, loan_pass=s.loan_pass, loan_reason=loan_reason,
         trade_allocated_upb=s.fill, trade_allocated_count=s.count, trade_high_balance_upb=s.hb_fill,

@@ -41,9 +41,9 @@ def init_schema(engine: Engine) -> list[str]:
     added with ALTER TABLE ... ADD, so an older database is upgraded in place.
     """
     changes: list[str] = []
-    inspector = sa.inspect(engine)
-    existing = set(inspector.get_table_names())
     with engine.begin() as conn:
+        inspector = sa.inspect(conn)  # inspect through the same connection that changes the schema
+        existing = set(inspector.get_table_names())
         for table in metadata.sorted_tables:
             if table.name not in existing:
                 table.create(conn)  # creates its indexes too

@@ -3,7 +3,7 @@
 Hidden test hooks (fault injection for the lifecycle tests; harmless when unset):
 - PFILL_TEST_STEP_DELAY: seconds to sleep at the start of every step, or `step=seconds[,step=seconds]`
   (the sleep checks for cancel every 0.1 s).
-- PFILL_TEST_FAIL_STEP: name of a step that raises an injected error.
+- PFILL_TEST_FAIL_STEP: name of a step that raises an injected error (`finish`: after the last step).
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ def execute_run(engine: sa.Engine, options: RunOptions,
                 step_seconds[name] = round(time.monotonic() - started, 3)
                 ctx.log(name, "step_end", f"{name} done in {step_seconds[name]:.3f}s")
                 progress(f"  {name:<13} {step_seconds[name]:7.2f}s")
+            current = "finish"
+            if os.environ.get("PFILL_TEST_FAIL_STEP") == current:
+                raise RuntimeError("injected failure after the last step (PFILL_TEST_FAIL_STEP=finish)")
             checkpoint()
         except runs.RunCancelled:
             runs.finish_run(engine, run_id, options.tenant, "Cancelled", failure_step=current,

@@ -1,0 +1,34 @@
+"""Helpers for the engine tests: run the real `pfill` in a subprocess and wait for conditions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+AS_OF = date(2025, 3, 3)
+PFILL = str(Path(sys.executable).with_name("pfill"))
+
+
+def pfill_env(db_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PFILL_TEST_")}
+    env.update(PFILL_DB_URL=db_url, PFILL_TENANT="demo", PFILL_HEARTBEAT_SECONDS="0.5", **extra)
+    return env
+
+
+def start_run(db_url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([PFILL, "run", "--as-of", AS_OF.isoformat(), *args], env=pfill_env(db_url, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.1):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")

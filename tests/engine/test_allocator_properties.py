@@ -1,0 +1,85 @@
+"""Property tests of the allocation invariants over generated problems (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pfill.engine import reasons
+from pfill.engine.allocator import EPS, PASS_LOCKED, AllocationProblem, allocate
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> AllocationProblem:
+    n = draw(st.integers(1, 40))
+    m = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    upb = np.round(rng.lognormal(np.log(300_000), 0.6, n), 2)
+    eligible = rng.random((n, m)) < draw(st.floats(0.1, 0.9))
+    loan, trade = np.nonzero(eligible)
+    current = np.where(rng.random(n) < 0.3, rng.integers(0, m, n), -1)
+    fixed = np.where((current >= 0) & (rng.random(n) < 0.2), current, -1)
+    no_pair = ~eligible.any(axis=1) & (fixed < 0)
+    reason = np.where(no_pair, reasons.NO_ELIGIBLE_TRADE, 0).astype(np.int8)
+    amount = np.round(rng.uniform(0.2, 3.0, m) * 1_000_000, -3)
+    return AllocationProblem(
+        loan_upb=upb, loan_high_balance=rng.random(n) < 0.15, loan_current_trade=current,
+        loan_fixed_trade=fixed, loan_no_candidate_reason=reason, trade_amount=amount,
+        trade_tolerance_pct=rng.choice([0.5, 1.0, 2.5, 5.0, 10.0], m), trade_stage=rng.integers(1, 3, m),
+        trade_high_balance_cap_pct=np.where(rng.random(m) < 0.8, 10.0, np.nan),
+        cand_loan=loan, cand_trade=trade, cand_score=np.round(rng.uniform(98, 104, len(loan)), 3),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_allocation_invariants(p: AllocationProblem) -> None:
+    r = allocate(p, "greedy")
+    n, m = p.n_loans, p.n_trades
+    placed = r.loan_trade >= 0
+    pairs = set(zip(p.cand_loan.tolist(), p.cand_trade.tolist(), strict=True))
+    fixed = p.loan_fixed_trade >= 0
+
+    # each loan at most once (one trade per loan), locked loans stay in their trade
+    assert r.loan_trade.shape == (n,)
+    assert (r.loan_trade[fixed] == p.loan_fixed_trade[fixed]).all()
+    assert (r.loan_pass[fixed] == PASS_LOCKED).all()
+    # only eligible pairs
+    for loan in np.flatnonzero(placed & ~fixed):
+        assert (int(loan), int(r.loan_trade[loan])) in pairs
+    # fill counters agree with the placements
+    fill = np.bincount(r.loan_trade[placed], weights=p.loan_upb[placed], minlength=m)
+    assert np.allclose(fill, r.trade_allocated_upb)
+    tol = np.round(p.trade_amount * p.trade_tolerance_pct / 100, 2)
+    assert np.allclose(r.trade_min, p.trade_amount - tol) and np.allclose(r.trade_max, p.trade_amount + tol)
+    # free placements never push a trade past its max (only locked loans can)
+    fixed_fill = np.bincount(p.loan_fixed_trade[fixed], weights=p.loan_upb[fixed], minlength=m)
+    assert (fill <= np.maximum(r.trade_max, fixed_fill) + EPS).all()
+    # high-balance cap: free high-balance UPB within the cap (locked ones count but are not moved)
+    hb = p.loan_high_balance
+    cap = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct) / 100 * p.trade_amount
+    hb_fill = np.bincount(r.loan_trade[placed], weights=(p.loan_upb * hb)[placed], minlength=m)
+    hb_fixed = np.bincount(p.loan_fixed_trade[fixed], weights=(p.loan_upb * hb)[fixed], minlength=m)
+    assert (hb_fill <= np.maximum(cap, hb_fixed) + EPS).all()
+    # inside tolerance, or reported short/over/empty
+    inside = (fill >= r.trade_min - EPS) & (fill <= r.trade_max + EPS)
+    assert ((r.trade_status == "Filled") == (inside & (r.trade_allocated_count > 0))).all()
+    # a short trade could not have taken any unplaced loan eligible for it
+    for loan, trade in pairs:
+        if not placed[loan] and r.trade_status[trade] in ("Short", "Empty"):
+            room = r.trade_max[trade] - fill[trade]
+            hb_room = cap[trade] - hb_fill[trade]
+            assert p.loan_upb[loan] > room + EPS or (hb[loan] and p.loan_upb[loan] > hb_room + EPS)
+    # every unplaced loan has a reason; placed loans have none
+    assert (r.loan_reason[~placed] > 0).all()
+    assert (r.loan_reason[placed] == 0).all()
+    # chosen flags mark exactly the placed free loans' pairs
+    assert r.cand_chosen.sum() == int((placed & ~fixed).sum())
+
+
+def test_unknown_strategy_is_refused() -> None:
+    empty = AllocationProblem(*(np.zeros(0) for _ in range(12)))
+    with pytest.raises(ValueError, match="unknown allocation strategy"):
+        allocate(empty, "mip")

@@ -1,0 +1,75 @@
+"""The real `pfill` command end to end at the default demo size, and the schema on every dialect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+from pfill.engine import schema
+from pfill.engine.db import get_engine, init_schema
+from sqlalchemy.dialects import mssql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from pfill.cli import cli
+from tests.engine.helpers import AS_OF
+
+
+def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    base = ["--home", str(tmp_path), "--db", db]
+    for args in (["db", "init"], ["demo-data", "--as-of", AS_OF.isoformat()],
+                 ["demo-data", "--as-of", AS_OF.isoformat()],  # replacing is idempotent
+                 ["run", "--as-of", AS_OF.isoformat()]):
+        result = runner.invoke(cli, [*base, *args])
+        assert result.exit_code == 0, result.output
+    listed = runner.invoke(cli, [*base, "runs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["status"] == "Complete"
+    assert run["loans_considered"] > 1800 and run["allocated_loan_count"] > 500
+    assert run["kickout_count"] > 0 and run["cash_loan_count"] > 0 and run["trades_filled_in_tolerance"] > 0
+    assert set(run["step_seconds"]) >= {"cash_grid", "settle_price", "candidates", "allocation", "pool_guide",
+                                        "synthetic"}
+    shown = runner.invoke(cli, [*base, "runs", "show", "latest", "--json"])
+    assert json.loads(shown.stdout)["run_id"] == run["run_id"]
+
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        actions = set(conn.execute(sa.text("SELECT DISTINCT pool_action FROM pfill_pool_guide")).scalars())
+        kick_reasons = set(conn.execute(sa.text("SELECT DISTINCT reason_code FROM pfill_kickouts")).scalars())
+        loans = conn.execute(sa.text("SELECT count(*) FROM loan")).scalar()
+    assert actions == set(schema.POOL_ACTIONS)
+    assert len(kick_reasons) >= 4, kick_reasons
+    assert loans == 2000
+
+
+def test_unknown_run_is_a_clean_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "runs", "show", "nope"])
+    assert result.exit_code == 1 and "no run nope" in result.output
+
+
+def test_schema_compiles_for_sql_server_with_filtered_index() -> None:
+    for table in schema.metadata.sorted_tables:
+        CreateTable(table).compile(dialect=mssql.dialect())
+    index = next(i for i in schema.pfill_run_history.indexes if i.unique)
+    ddl = str(CreateIndex(index).compile(dialect=mssql.dialect()))
+    assert "WHERE status IN ('Pending', 'PreProcessing', 'Allocating', 'PostProcessing')" in ddl
+
+
+def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
+    engine = get_engine(db_url)
+    assert init_schema(engine)
+    assert init_schema(engine) == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE pfill_trade_base DROP COLUMN wa_price")
+        conn.exec_driver_sql("DROP INDEX ix_pfill_pool_guide_run_pool")
+    assert sorted(init_schema(engine)) == ["added column pfill_trade_base.wa_price",
+                                           "created index ix_pfill_pool_guide_run_pool"]
+    outputs = [t for t in schema.OUTPUT_TABLES if t is not schema.pfill_run_history]
+    assert all({"run_id", "tenant_id"} <= set(t.c.keys()) for t in outputs)
+    assert all("tenant_id" in t.c for t in schema.INPUT_TABLES)
