@@ -1,0 +1,214 @@
+"""`pfill validate | schema | plan | apply | verify`: dashboards as code against a Superset environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from pfill.config import Environment, Settings
+from pfill.errors import EXIT_USAGE, ConfigError, PfillError, UsageError
+from pfill.output import emit_json, info, print_table
+
+from .apply import apply_plan
+from .client import SupersetClient
+from .desired import DesiredState, StateBuilder
+from .live import read_live
+from .plan import Plan, make_plan, render_plan
+from .queries import load_queries
+from .specs import LoadedSpec, json_schema, load_specs, validate_specs
+from .verify import verify
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+class VerifyFailed(PfillError):
+    pass
+
+
+def source_options(command: click.Command) -> click.Command:
+    command = click.option("--queries", "queries_dir", type=click.Path(file_okay=False, path_type=Path),
+                           help="Queries folder [the packaged queries].")(command)
+    return click.option("--dashboards", "dashboards_dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="Dashboard specs folder [the packaged dashboards].")(command)
+
+
+def target_options(command: click.Command) -> click.Command:
+    command = click.option("--tenant", "tenants", multiple=True, help="Tenant(s) to deploy [all of the environment].")(
+        command
+    )
+    return click.option("--env", "env_name", help="Environment [env PFILL_ENV; local].")(command)
+
+
+def load_valid_sources(queries_dir: Path | None, dashboards_dir: Path | None) -> tuple[dict, list[LoadedSpec]]:
+    """Queries and specs, fully validated before anything talks to Superset."""
+    queries = load_queries(queries_dir)
+    specs = load_specs(dashboards_dir)
+    problems = validate_specs(specs, queries)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in the dashboard specs:\n  " + "\n  ".join(problems))
+    return queries, specs
+
+
+def desired_states(
+    settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
+    dashboards_dir: Path | None,
+) -> tuple[Environment, list[DesiredState]]:
+    env = settings.environment(env_name)
+    queries, specs = load_valid_sources(queries_dir, dashboards_dir)
+    unknown = [t for t in tenants if t not in env.tenants]
+    if unknown:
+        raise UsageError(f"environment {env.name} has no tenant {', '.join(unknown)}; it has: "
+                         f"{', '.join(env.tenants) or 'none'}")
+    chosen = [env.tenants[t] for t in (tenants or tuple(env.tenants))]
+    if not chosen:
+        raise ConfigError(f"environment {env.name} has no tenants to deploy")
+    return env, [StateBuilder(env, tenant, queries, specs).build() for tenant in chosen]
+
+
+@contextmanager
+def connect(env: Environment) -> Iterator[SupersetClient]:
+    with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
+        client.login()
+        yield client
+
+
+def _plans(client: SupersetClient, states: list[DesiredState], prune: bool) -> list[Plan]:
+    return [make_plan(state, read_live(client, state), prune=prune) for state in states]
+
+
+@click.command("validate")
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def validate_cmd(queries_dir: Path | None, dashboards_dir: Path | None, as_json: bool) -> None:
+    """Check the dashboard specs against their schema and the queries' declared columns.
+
+    Every problem names its file and line. Exit 1 when there is any.
+    """
+    queries, specs = load_valid_sources(queries_dir, dashboards_dir)
+    summary = {
+        "dashboards": len(specs),
+        "charts": sum(len(s.spec.charts) for s in specs),
+        "datasets": len({s.chart_dataset(c) for s in specs for c in s.spec.charts}),
+        "queries": len(queries),
+    }
+    if as_json:
+        emit_json({"valid": True, **summary})
+    else:
+        info(f"valid: {summary['dashboards']} dashboards, {summary['charts']} charts over "
+             f"{summary['datasets']} datasets")
+
+
+@click.command("schema")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+def schema_cmd(out: Path | None) -> None:
+    """Print the JSON Schema of dashboard specs (for editor validation)."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out:
+        out.write_text(text)
+        info(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("plan")
+@target_options
+@source_options
+@click.option("--prune", is_flag=True, help="Count deletions of managed objects that left the specs as changes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def plan_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
+             dashboards_dir: Path | None, prune: bool, as_json: bool) -> None:
+    """Show what apply would change in Superset, field by field.
+
+    Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
+    """
+    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
+    with connect(env) as client:
+        plans = _plans(client, states, prune)
+    if as_json:
+        emit_json([p.as_dict() for p in plans])
+    else:
+        click.echo("\n\n".join(render_plan(p) for p in plans))
+    if any(p.conflicts for p in plans):
+        raise SystemExit(1)
+    if any(p.pending for p in plans):
+        raise SystemExit(EXIT_USAGE)
+
+
+@click.command("apply")
+@target_options
+@source_options
+@click.option("--prune", is_flag=True, help="Also delete managed objects that left the specs.")
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_settings
+def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
+              dashboards_dir: Path | None, prune: bool, yes: bool, as_json: bool) -> None:
+    """Make Superset match the specs: create, update (and with --prune delete) exactly what plan shows.
+
+    Writes nothing when nothing changed. Re-running after an interruption finishes the job.
+    """
+    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
+    summary = []
+    with connect(env) as client:
+        plans = _plans(client, states, prune)
+        for plan in plans:
+            if not plan.pending and not plan.conflicts:
+                info(render_plan(plan))
+                summary.append({"tenant": plan.state.tenant.name, "applied": 0, "writes": 0})
+                continue
+            info(render_plan(plan))
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UsageError("apply needs --yes when not run from a terminal")
+                click.confirm("Apply these changes?", abort=True, err=True)
+            start = time.monotonic()
+            result = apply_plan(client, plan, info)
+            info(f"applied {len(result.done)} change(s) to {plan.state.env.name}/{plan.state.tenant.name} with "
+                 f"{result.writes} write request(s) in {time.monotonic() - start:.1f}s")
+            summary.append({"tenant": plan.state.tenant.name, "applied": len(result.done), "writes": result.writes})
+    if as_json:
+        emit_json(summary)
+
+
+@click.command("verify")
+@target_options
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
+               dashboards_dir: Path | None, as_json: bool) -> None:
+    """Run every chart through Superset's chart-data API and compare its rows with the database.
+
+    Also checks that every dashboard holds all its charts. Exit 1 on any mismatch or error.
+    """
+    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
+    rows = []
+    with connect(env) as client:
+        for state in states:
+            live = read_live(client, state)
+            info(f"verifying {state.env.name}/{state.tenant.name} on {env.superset_url}")
+            for check in verify(client, state, live.ids, lambda _line: None):
+                rows.append({"tenant": state.tenant.name, **asdict(check)})
+    if as_json:
+        emit_json(rows)
+    else:
+        print_table(
+            [(r["tenant"], r["kind"], r["name"], r["superset_rows"], r["direct_rows"], "ok" if r["ok"] else "FAIL",
+              f"{r['ms']:.0f}", r["message"]) for r in rows],
+            ("tenant", "kind", "name", "superset", "direct", "status", "ms", "message"),
+        )
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        raise VerifyFailed(f"{len(failed)} of {len(rows)} checks failed")
+    info(f"all {len(rows)} checks passed")
+
+
+COMMANDS = [validate_cmd, schema_cmd, plan_cmd, apply_cmd, verify_cmd]

@@ -1,0 +1,217 @@
+"""The desired state: every Superset object one tenant of one environment should have, built from
+the report queries and the dashboard specs.
+
+Payloads refer to other objects by UUID; ids differ per instance, so each payload is built by a
+function of the id map (`Ids`: uuid -> id) known at that moment: the live ids when planning (0 for
+objects that do not exist yet), the real ids as apply creates them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from pfill.config import Environment, Tenant
+from pfill.errors import ConfigError
+
+from .charts import chart_params, query_context
+from .identity import MANAGER, ObjectKey
+from .queries import Query
+from .specs import ChartSpec, LoadedSpec
+
+Ids = dict[str, int]
+KINDS = ("database", "dataset", "chart", "dashboard")  # dependency order: create in it, delete against it
+TEMPORAL = ("date", "datetime")
+MASKED_PASSWORD = "XXXXXXXXXX"  # how Superset shows a stored password
+
+
+@dataclass
+class DesiredObject:
+    key: ObjectKey
+    name: str
+    payload: Callable[[Ids], dict[str, Any]]  # fields written on create and update
+    compared: tuple[str, ...]  # payload fields compared with the live object
+    create_only: dict[str, Any] = field(default_factory=dict)  # POST-only fields (uuid, ...)
+    source: Path | None = None  # where the definition lives, for messages
+    query: Query | None = None  # datasets: the query behind them
+    chart: ChartSpec | None = None  # charts: the spec behind them
+    dataset_name: str | None = None  # charts: the query their dataset holds
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind
+
+    @property
+    def uuid(self) -> str:
+        return self.key.uuid
+
+
+@dataclass
+class DesiredState:
+    env: Environment
+    tenant: Tenant
+    objects: list[DesiredObject]
+
+    def by_kind(self, kind: str) -> list[DesiredObject]:
+        return [o for o in self.objects if o.kind == kind]
+
+    def by_uuid(self) -> dict[str, DesiredObject]:
+        return {o.uuid: o for o in self.objects}
+
+    @property
+    def database(self) -> DesiredObject:
+        return self.by_kind("database")[0]
+
+
+def deployed_slug(tenant: str, slug: str) -> str:
+    return f"pfill-{tenant}-{slug}"
+
+
+def masked_uri(url: str) -> str:
+    """The URI as Superset lists it back: password replaced by its mask."""
+    parsed = make_url(url)
+    if parsed.password:
+        parsed = parsed.set(password=MASKED_PASSWORD)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _external_url(path: Path | None) -> str | None:
+    base = os.environ.get("PFILL_EXTERNAL_URL")
+    if base and path is not None:
+        return f"{base.rstrip('/')}/{path.parent.name}/{path.name}"
+    return path.resolve().as_uri() if path is not None else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+class StateBuilder:
+    """Builds the desired objects for one environment and tenant."""
+
+    def __init__(self, env: Environment, tenant: Tenant, queries: dict[str, Query], specs: list[LoadedSpec]):
+        self.env, self.tenant, self.queries, self.specs = env, tenant, queries, specs
+
+    def key(self, kind: str, name: str) -> ObjectKey:
+        return ObjectKey(self.env.name, self.tenant.name, kind, name)
+
+    def build(self) -> DesiredState:
+        objects = [self.database()]
+        used = sorted({s.chart_dataset(c) for s in self.specs for c in s.spec.charts}
+                      | {s.filter_dataset(f) for s in self.specs for f in s.spec.filters})
+        missing = [name for name in used if name not in self.queries]
+        if missing:
+            raise ConfigError(f"specs use unknown queries: {', '.join(missing)} (run `pfill validate`)")
+        objects += [self.dataset(self.queries[name]) for name in used]
+        for loaded in self.specs:
+            objects += [self.chart(loaded, chart) for chart in loaded.spec.charts]
+        objects += [self.dashboard(loaded) for loaded in self.specs]
+        return DesiredState(self.env, self.tenant, objects)
+
+    # -- database ----------------------------------------------------------------------------------
+    def database(self) -> DesiredObject:
+        key = self.key("database", "database")
+        tenant = self.tenant
+        name = f"PowerFill {tenant.name} ({self.env.name})"
+
+        def payload(ids: Ids) -> dict[str, Any]:
+            return {
+                "database_name": name,
+                "sqlalchemy_uri": tenant.database_url,
+                "expose_in_sqllab": True,
+                "allow_run_async": False,
+                "allow_dml": False,
+                "is_managed_externally": True,
+            }
+
+        return DesiredObject(key, name, payload, ("database_name", "sqlalchemy_uri", "expose_in_sqllab",
+                                                   "allow_run_async", "allow_dml"), {"uuid": key.uuid})
+
+    # -- datasets ----------------------------------------------------------------------------------
+    def dataset(self, query: Query) -> DesiredObject:
+        key = self.key("dataset", query.name)
+        database_uuid = self.key("database", "database").uuid
+        sql = query.render(self.tenant.dialect, tenant=self.tenant.name, schema=self.tenant.schema, superset=True)
+        extra = {"certification": {"certified_by": MANAGER, "details": key.marker}}
+
+        def payload(ids: Ids) -> dict[str, Any]:
+            return {
+                "database_id": ids.get(database_uuid, 0),
+                "table_name": query.name,
+                "schema": self.tenant.schema,
+                "sql": sql,
+                "description": query.description.strip(),
+                "extra": _json(extra),
+                "is_managed_externally": True,
+                "external_url": _external_url(query.template_path),
+            }
+
+        return DesiredObject(
+            key, query.name, payload, ("database_id", "table_name", "schema", "sql", "description", "extra"),
+            {"uuid": key.uuid}, source=query.template_path, query=query,
+        )
+
+    # -- charts ------------------------------------------------------------------------------------
+    def chart(self, loaded: LoadedSpec, chart: ChartSpec) -> DesiredObject:
+        key = self.key("chart", f"{loaded.spec.slug}/{chart.key}")
+        dataset_uuid = self.key("dataset", loaded.chart_dataset(chart)).uuid
+
+        def payload(ids: Ids) -> dict[str, Any]:
+            dataset_id = ids.get(dataset_uuid, 0)
+            params = chart_params(chart, dataset_id)
+            return {
+                "slice_name": chart.title,
+                "viz_type": chart.viz,
+                "datasource_id": dataset_id,
+                "datasource_type": "table",
+                "description": chart.description or None,
+                "params": _json(params),
+                "query_context": _json(query_context(chart, dataset_id, params)),
+                "certified_by": MANAGER,
+                "certification_details": key.marker,
+                "is_managed_externally": True,
+                "external_url": _external_url(loaded.path),
+            }
+
+        return DesiredObject(
+            key, f"{loaded.spec.slug}/{chart.key}", payload,
+            ("slice_name", "viz_type", "datasource_id", "description", "params", "certified_by",
+             "certification_details"),
+            {"uuid": key.uuid}, source=loaded.path, chart=chart, dataset_name=loaded.chart_dataset(chart),
+        )
+
+    # -- dashboards --------------------------------------------------------------------------------
+    def dashboard(self, loaded: LoadedSpec) -> DesiredObject:
+        from .layout import dashboard_metadata, position_json  # layout needs the builder's keys
+
+        spec = loaded.spec
+        key = self.key("dashboard", spec.slug)
+        slug = deployed_slug(self.tenant.name, spec.slug)
+
+        def payload(ids: Ids) -> dict[str, Any]:
+            position = position_json(self, loaded, ids)
+            return {
+                "dashboard_title": f"{spec.title} ({self.tenant.name})",
+                "slug": slug,
+                "published": True,
+                "css": "",
+                "position_json": _json(position),
+                "json_metadata": _json(dashboard_metadata(self, loaded, ids, position)),
+                "certified_by": MANAGER,
+                "certification_details": key.marker,
+                "is_managed_externally": True,
+                "external_url": _external_url(loaded.path),
+            }
+
+        return DesiredObject(
+            key, slug, payload,
+            ("dashboard_title", "slug", "published", "position_json", "json_metadata", "certified_by",
+             "certification_details"),
+            {"uuid": key.uuid}, source=loaded.path,
+        )

@@ -1,0 +1,46 @@
+"""Deterministic identities for the Superset objects this kit manages, and the marker that lets
+`prune` (and people in the UI) recognise them.
+
+The UUID of an object is derived from (environment, tenant, kind, key), so the same spec maps to
+the same object on every instance and every run. The marker is written where Superset lists it
+back: `certified_by`/`certification_details` on charts and dashboards, the certification inside a
+dataset's `extra`. Only objects carrying this kit's marker for the same environment and tenant are
+ever deleted by `prune`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+NAMESPACE = uuid.UUID("5f6b7c1e-9a0d-4f5e-8d9b-70f11a4b1d2c")  # fixed forever: changing it orphans objects
+MANAGER = "pfill-kit"
+_MARKER = re.compile(r"\[pfill-kit (?P<env>[^/\s]+)/(?P<tenant>[^/\s]+)/(?P<kind>[a-z]+)/(?P<key>[^\]\s]+)\]")
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    env: str
+    tenant: str
+    kind: str  # database, dataset, chart, dashboard
+    key: str  # query name, "<dashboard slug>/<chart key>", dashboard slug
+
+    @property
+    def uuid(self) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{self.env}/{self.tenant}/{self.kind}/{self.key}"))
+
+    @property
+    def marker(self) -> str:
+        """Text for certification details: readable in the UI, parseable by `prune`."""
+        return (
+            f"Managed in git by pfill-kit; edits made here are overwritten by the next apply. "
+            f"[pfill-kit {self.env}/{self.tenant}/{self.kind}/{self.key}]"
+        )
+
+
+def parse_marker(text: str | None) -> ObjectKey | None:
+    match = _MARKER.search(text or "")
+    if not match:
+        return None
+    return ObjectKey(match["env"], match["tenant"], match["kind"], match["key"])
