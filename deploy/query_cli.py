@@ -68,14 +68,15 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
               help="A query parameter declared in its .yaml (repeatable).")
 @click.option("--superset", is_flag=True,
               help="Show the SQL a Superset dataset holds (query-time Jinja kept); not with --execute.")
-@click.option("--execute", is_flag=True, help="Run it (against --db / PFILL_DB_URL) and print rows.")
+@click.option("--execute", is_flag=True, help="Run it against the engine database and print rows.")
+@click.option("--db", "db_url", metavar="URL", help="Database to run against [pfill --db; env PFILL_DB_URL].")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @pass_settings
 def preview(
     settings: Settings, name: str | None, queries_dir: str | None, all_queries: bool, dialect: str | None,
     tenant: str | None, run_id: str | None, schema: str | None, param_values: tuple[str, ...],
-    superset: bool, execute: bool, limit: int, fmt: str,
+    superset: bool, execute: bool, db_url: str | None, limit: int, fmt: str,
 ) -> None:
     """Print a report query's SQL (pretty-printed), or run it with --execute.
 
@@ -88,7 +89,8 @@ def preview(
     if superset and execute:
         raise UsageError("--superset shows the dataset SQL; it cannot be executed directly (drop one of them)")
     selected = list(queries.values()) if all_queries else [get_query(queries, name or "")]
-    db_dialect = dialect_of(settings.db_url)
+    db_url = db_url or settings.db_url
+    db_dialect = dialect_of(db_url)
     if execute and dialect and dialect != db_dialect:
         raise UsageError(f"--dialect {dialect} does not match the database ({db_dialect})")
     dialect = dialect or db_dialect
@@ -106,7 +108,7 @@ def preview(
             if all_queries:
                 click.echo(";\n")
         return
-    engine = runner.connect(settings.db_url)
+    engine = runner.connect(db_url)
     try:
         status = runner.check_run(engine, tenant, run_id)
         if run_id is None and status is None:

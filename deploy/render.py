@@ -13,6 +13,7 @@ dataset's SQL is stored in Superset, so there is no connection to bind parameter
 
 from __future__ import annotations
 
+import importlib
 import re
 import uuid
 from pathlib import Path
@@ -31,7 +32,8 @@ SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _JINJA_MARKS = ("{{", "{%", "{#")
-PACKAGED_QUERIES = Path(__file__).resolve().parent.parent / "queries"
+# The packaged queries folder, wherever the install put it (`pfill.queries` maps to queries/).
+PACKAGED_QUERIES = Path(str(importlib.import_module("pfill.queries").__file__)).resolve().parent
 
 
 class SqlLiteral(str):

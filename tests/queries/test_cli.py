@@ -57,7 +57,7 @@ def test_unknown_parameter() -> None:
 def test_run_id_that_does_not_exist(empty_db: tuple[str, str]) -> None:
     url, _ = empty_db
     missing = str(uuid.uuid4())
-    code, _, err = _run("--db", url, "preview", "switching", "--execute", "--run-id", missing)
+    code, _, err = _run("preview", "switching", "--execute", "--db", url, "--run-id", missing)
     assert code == 1
     assert f"error: run {missing} not found for tenant 'demo'" in err
 

@@ -77,8 +77,10 @@ def _run(db: dict[str, object], sql: str, url: str | None = None) -> preview.Res
 @pytest.mark.parametrize("name", list(QUERIES))
 def test_query_returns_exactly_its_declared_columns(db: dict[str, object], name: str) -> None:
     query = QUERIES[name]
-    result = _run(db, query.render(str(db["dialect"])))
+    sql = query.render(str(db["dialect"]))
+    result = _run(db, sql)
     assert result.columns == query.column_names
+    assert _run(db, preview.pretty(sql, str(db["dialect"]))).row_count == result.row_count  # what preview prints
     assert result.row_count == len(result.rows)
     assert result.row_count > 0, f"{name} is empty on the demo run"
     latest = db["runs"][1]  # type: ignore[index]
