@@ -19,6 +19,7 @@ from pfill.output import emit_json, info, print_table
 from .apply import apply_plan
 from .client import SupersetClient
 from .desired import DesiredState, StateBuilder
+from .export import export_dashboard, write_export
 from .live import read_live
 from .plan import Plan, make_plan, render_plan
 from .queries import load_queries
@@ -211,4 +212,31 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
     info(f"all {len(rows)} checks passed")
 
 
-COMMANDS = [validate_cmd, schema_cmd, plan_cmd, apply_cmd, verify_cmd]
+@click.command("export")
+@click.option("--dashboard", "refs", multiple=True, required=True, metavar="SLUG|ID",
+              help="Dashboard to export (repeat for more).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
+              show_default=True, help="Folder for dashboards/ and queries/.")
+@click.option("--env", "env_name", help="Environment [env PFILL_ENV; local].")
+@click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
+@pass_settings
+def export_cmd(settings: Settings, refs: tuple[str, ...], out: Path, env_name: str | None, as_json: bool) -> None:
+    """Write existing Superset dashboards, their charts and datasets as specs in this kit's format.
+
+    The result validates with `pfill validate --dashboards OUT/dashboards --queries OUT/queries`.
+    """
+    env = settings.environment(env_name)
+    written: list[Path] = []
+    with connect(env) as client:
+        for ref in refs:
+            exported = export_dashboard(client, ref)
+            written += write_export(exported, out)
+            info(f"exported {ref}: {len(exported.spec.charts)} charts, {len(exported.datasets)} datasets")
+    if as_json:
+        emit_json([str(p) for p in written])
+    else:
+        for path in written:
+            click.echo(str(path))
+
+
+COMMANDS = [validate_cmd, schema_cmd, plan_cmd, apply_cmd, verify_cmd, export_cmd]

@@ -73,6 +73,12 @@ def deployed_slug(tenant: str, slug: str) -> str:
     return f"pfill-{tenant}-{slug}"
 
 
+def dataset_name(query: str, env: str, tenant: str) -> str:
+    """Dataset names carry environment and tenant: Superset on SQLite metadata keeps a legacy UNIQUE
+    constraint on the bare table name across all databases."""
+    return f"{query} ({env}/{tenant})"
+
+
 def masked_uri(url: str) -> str:
     """The URI as Superset lists it back: password replaced by its mask."""
     parsed = make_url(url)
@@ -143,7 +149,7 @@ class StateBuilder:
         def payload(ids: Ids) -> dict[str, Any]:
             return {
                 "database_id": ids.get(database_uuid, 0),
-                "table_name": query.name,
+                "table_name": dataset_name(query.name, self.env.name, self.tenant.name),
                 "schema": self.tenant.schema,
                 "sql": sql,
                 "description": query.description.strip(),

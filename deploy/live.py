@@ -57,7 +57,6 @@ def _owned(marker: ObjectKey | None, state: DesiredState) -> bool:
 
 def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
     live = LiveState()
-    desired = state.by_uuid()
     database = state.database
     for row in client.iter_list("database", columns=DATABASE_COLUMNS):
         if row["uuid"] == database.uuid:
@@ -67,15 +66,20 @@ def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
             live.add(LiveObject("database", row["id"], row["uuid"], row["database_name"], fields, database.key))
         elif row["database_name"] == database.name:
             live.others.append(LiveObject("database", row["id"], row["uuid"], row["database_name"], {}))
-    if database.uuid not in live.objects:
-        return live  # nothing else of this tenant can exist without its database
+    if database.uuid in live.objects:  # datasets and charts of this tenant live in its database
+        _read_datasets_and_charts(client, state, live, live.objects[database.uuid].id)
+    _read_dashboards(client, state, live)
+    return live
 
-    database_id = live.objects[database.uuid].id
+
+def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live: LiveState, database_id: int) -> None:
+    desired = state.by_uuid()
     dataset_filter = [{"col": "database", "opr": "rel_o_m", "value": database_id}]
     for row in client.iter_list("dataset", dataset_filter, columns=DATASET_COLUMNS):
         fields = {k: row.get(k) for k in DATASET_COLUMNS[2:-1]}
         fields["database_id"] = (row.get("database") or {}).get("id")
-        obj = LiveObject("dataset", row["id"], row["uuid"], row["table_name"], fields, _dataset_marker(row.get("extra")))
+        marker = _dataset_marker(row.get("extra"))
+        obj = LiveObject("dataset", row["id"], row["uuid"], row["table_name"], fields, marker)
         if row["uuid"] in desired or _owned(obj.marker, state):
             live.add(obj)
         else:
@@ -90,6 +94,9 @@ def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
             if row["uuid"] in desired or _owned(obj.marker, state):
                 live.add(obj)
 
+
+def _read_dashboards(client: SupersetClient, state: DesiredState, live: LiveState) -> None:
+    desired = state.by_uuid()
     slugs = {o.payload({})["slug"]: o.uuid for o in state.by_kind("dashboard")}
     for row in client.iter_list("dashboard", columns=DASHBOARD_COLUMNS):
         marker = parse_marker(row.get("certification_details"))
@@ -99,4 +106,3 @@ def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
             live.add(LiveObject("dashboard", row["id"], row["uuid"], row["slug"] or "", fields, marker))
         elif row.get("slug") in slugs:
             live.others.append(LiveObject("dashboard", row["id"], row["uuid"], row["slug"], {}))
-    return live

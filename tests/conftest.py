@@ -31,26 +31,50 @@ def _unavailable(what: str, why: str) -> None:
     pytest.skip(f"SKIPPED, NOT PASSED: {message}")
 
 
+class PostgresServer:
+    """The PostgreSQL server the tests use; hands out fresh databases and drops them at the end."""
+
+    def __init__(self) -> None:
+        self.admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+        self.created: list[str] = []
+
+    def check(self) -> None:
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(sa.text("select 1"))
+        except Exception as exc:
+            self.admin.dispose()
+            where = sa.engine.make_url(PG_ADMIN_URL).render_as_string()
+            _unavailable(f"PostgreSQL at {where}", str(exc).splitlines()[0])
+
+    def new_database(self, purpose: str = "test") -> str:
+        name = f"pfill_{purpose}_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.created:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session; dropped at the end."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.check()
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        _unavailable(f"PostgreSQL at {sa.engine.make_url(PG_ADMIN_URL).render_as_string()}", str(exc).splitlines()[0])
-    name = f"pfill_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
+        yield server
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for this test session; dropped at the end."""
+    return postgres.new_database("test")
 
 
 def free_port() -> int:

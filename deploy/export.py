@@ -1,0 +1,256 @@
+"""Export a dashboard from Superset as this kit's specs: a dashboard YAML plus one query template
+(and its metadata) per dataset, so a team can adopt the kit from hand-made dashboards.
+
+Charts and dashboards this kit deployed come back under their original keys (read from the
+marker), so exporting, validating and planning against the same instance shows no changes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pfill.errors import UsageError
+
+from .charts import chart_params
+from .client import SupersetClient
+from .desired import deployed_slug
+from .identity import parse_marker
+from .live import _dataset_marker
+from .specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
+
+# form-data keys Superset or the UI add that are not part of a chart's definition
+IGNORED_PARAMS = {"slice_id", "dashboards", "extra_form_data", "url_params", "force", "result_format",
+                  "result_type", "granularity_sqla", "time_range"}
+
+
+@dataclass
+class Exported:
+    spec: DashboardSpec
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # table_name -> dataset detail
+
+
+def _key(text: str, fallback: str) -> str:
+    key = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60]
+    if not key or not key[0].isalpha():
+        key = f"{fallback}_{key}".strip("_")
+    return key
+
+
+def _metric(metric: Any) -> str | SqlMetric:
+    if isinstance(metric, str):  # a saved metric of the dataset
+        return SqlMetric(sql=metric, label=metric)
+    label = metric.get("label") or ""
+    if metric.get("expressionType") == "SIMPLE" and metric.get("aggregate") in AGGREGATES:
+        simple = f"{metric['aggregate']}({(metric.get('column') or {}).get('column_name')})"
+        if label in (simple, ""):
+            return simple
+    sql = metric.get("sqlExpression") or ""
+    if sql == "COUNT(*)" and label in ("COUNT(*)", ""):
+        return "COUNT(*)"
+    return SqlMetric(sql=sql or label, label=label or sql)
+
+
+def _where(adhoc: dict[str, Any]) -> WhereSpec | None:
+    if adhoc.get("expressionType") != "SIMPLE" or adhoc.get("clause", "WHERE") != "WHERE":
+        return None
+    try:
+        return WhereSpec(column=adhoc["subject"], op=adhoc["operator"], value=adhoc.get("comparator"))
+    except Exception:
+        return None
+
+
+def chart_spec(key: str, chart: dict[str, Any], params: dict[str, Any], dataset: str, size: dict[str, int]) -> ChartSpec:
+    """The spec whose params reproduce `params`; whatever the kit would not produce goes to options."""
+    viz = chart["viz_type"]
+    metrics = [_metric(m) for m in (params.get("metrics") or ([params["metric"]] if params.get("metric") else []))]
+    raw_table = viz == "table" and params.get("query_mode", "aggregate") == "raw"
+    order_by = []
+    for item in params.get("order_by_cols") or []:
+        try:
+            column, ascending = json.loads(item)
+            order_by.append(column if ascending else f"-{column}")
+        except (ValueError, TypeError):
+            continue
+    wheres = [w for w in (_where(a) for a in params.get("adhoc_filters") or []) if w is not None]
+    base: dict[str, Any] = {
+        "key": key,
+        "title": chart.get("slice_name") or key,
+        "viz": viz,
+        "description": chart.get("description") or "",
+        "dataset": dataset,
+        "columns": list(params.get("all_columns") or []) if raw_table else [],
+        "groupby": list(params.get("groupbyRows") or params.get("groupby") or []),
+        "pivot_columns": list(params.get("groupbyColumns") or []),
+        "x_axis": params.get("x_axis") if isinstance(params.get("x_axis"), str) else None,
+        "time_grain": params.get("time_grain_sqla"),
+        "metrics": [] if raw_table else metrics,
+        "where": wheres,
+        "order_by": order_by if raw_table else [],
+        "row_limit": int(params.get("row_limit") or 1000),
+        "width": size.get("width", 4),
+        "height": size.get("height", 50),
+    }
+    spec = ChartSpec.model_validate(base)
+    produced = chart_params(spec, 0)
+    options = {
+        k: v for k, v in params.items()
+        if k not in IGNORED_PARAMS and k != "datasource" and (k not in produced or produced[k] != v)
+    }
+    return spec.model_copy(update={"options": options})
+
+
+def _layout(position: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Rows of (component id, component) in reading order; charts or markdown outside rows get a row each."""
+    rows: list[list[tuple[str, dict[str, Any]]]] = []
+
+    def leaves(node_id: str) -> list[tuple[str, dict[str, Any]]]:
+        node = position.get(node_id) or {}
+        if node.get("type") in ("CHART", "MARKDOWN"):
+            return [(node_id, node)]
+        found = []
+        for child in node.get("children", []):
+            found += leaves(child)
+        return found
+
+    def walk(node_id: str) -> None:
+        node = position.get(node_id) or {}
+        if node.get("type") == "ROW":
+            row = leaves(node_id)
+            if row:
+                rows.append(row)
+        elif node.get("type") in ("CHART", "MARKDOWN"):
+            rows.append([(node_id, node)])
+        else:
+            for child in node.get("children", []):
+                walk(child)
+
+    walk("ROOT_ID")
+    return rows
+
+
+def export_dashboard(client: SupersetClient, ref: str) -> Exported:
+    found = client.get(f"/api/v1/dashboard/{ref}")["result"]  # Superset resolves an id or a slug
+    marker = parse_marker(found.get("certification_details"))
+    tenant = marker.tenant if marker else None
+    slug = marker.key if marker else _key(found.get("slug") or f"dashboard-{found['id']}", "dashboard").replace("_", "-")
+    title = found["dashboard_title"]
+    if tenant and title.endswith(f" ({tenant})"):
+        title = title[: -len(f" ({tenant})")]
+    position = json.loads(found.get("position_json") or "{}")
+    metadata = json.loads(found.get("json_metadata") or "{}")
+    charts = {c["id"]: c for c in client.get(f"/api/v1/dashboard/{found['id']}/charts")["result"]}
+    datasets: dict[int, dict[str, Any]] = {}
+
+    def dataset_of(dataset_id: int) -> str:
+        """The query name behind a dataset: its key when the kit made it, else its table name."""
+        if dataset_id not in datasets:
+            datasets[dataset_id] = client.get(f"/api/v1/dataset/{dataset_id}")["result"]
+        detail = datasets[dataset_id]
+        marker = _dataset_marker(detail.get("extra"))
+        return marker.key if marker else _key(detail["table_name"], "query")
+
+    chart_specs, markdown, layout, used_keys = [], [], [], set()
+    for row in _layout(position):
+        keys = []
+        for component_id, node in row:
+            meta = node.get("meta", {})
+            size = {"width": int(meta.get("width") or 4), "height": int(meta.get("height") or 50)}
+            if node["type"] == "MARKDOWN":
+                key = _key(component_id.removeprefix("MARKDOWN-"), "markdown")
+                text = meta.get("code") or " "
+                if tenant:
+                    text = re.sub(rf"/superset/dashboard/{re.escape(deployed_slug(tenant, ''))}([a-z0-9-]+)/",
+                                  r"{slug:\1}", text)
+                markdown.append(MarkdownSpec(key=key, text=text, **size))
+            else:
+                chart = charts.get(meta.get("chartId"))
+                if chart is None:
+                    continue
+                detail = client.get(f"/api/v1/chart/{chart['id']}")["result"]
+                chart_marker = parse_marker(detail.get("certification_details"))
+                key = chart_marker.key.split("/", 1)[1] if chart_marker else _key(chart["slice_name"], "chart")
+                params = json.loads(detail.get("params") or "{}")
+                dataset_id = int(str(params.get("datasource", "0__table")).split("__")[0])
+                chart_specs.append(chart_spec(key, detail, params, dataset_of(dataset_id), size))
+            while key in used_keys:
+                key += "_2"
+            used_keys.add(key)
+            keys.append(key)
+        if keys:
+            layout.append(keys)
+    if not chart_specs:
+        raise UsageError(f"dashboard {ref} has no charts to export")
+    default = Counter(c.dataset for c in chart_specs).most_common(1)[0][0]
+    chart_specs = [c.model_copy(update={"dataset": None}) if c.dataset == default else c for c in chart_specs]
+    filters = []
+    for native in metadata.get("native_filter_configuration") or []:
+        if native.get("filterType") != "filter_select" or not native.get("targets"):
+            continue
+        target = native["targets"][0]
+        dataset = dataset_of(int(target["datasetId"]))
+        filters.append(FilterSpec(
+            key=_key(str(native.get("id", "")).removeprefix("NATIVE_FILTER-"), "filter"),
+            title=native.get("name") or "Filter",
+            column=target["column"]["name"],
+            dataset=None if dataset == default else dataset,
+            multi=bool((native.get("controlValues") or {}).get("multiSelect")),
+            description=native.get("description") or "",
+        ))
+    spec = DashboardSpec(slug=slug, title=title, description="", dataset=default, charts=chart_specs,
+                         markdown=markdown, filters=filters, layout=layout)
+    return Exported(spec, {dataset_of(i): d for i, d in datasets.items()})
+
+
+def _column_type(column: dict[str, Any]) -> str:
+    kind = (column.get("type") or "").upper()
+    if column.get("is_dttm"):
+        return "datetime"
+    if "BOOL" in kind:
+        return "boolean"
+    if "INT" in kind:
+        return "integer"
+    if any(t in kind for t in ("NUM", "DEC", "FLOAT", "DOUBLE", "REAL")):
+        return "float"
+    return "string"
+
+
+def _spec_dict(spec: DashboardSpec) -> dict[str, Any]:
+    data = spec.model_dump(exclude_defaults=True)
+    data["charts"] = [c.model_dump(exclude_defaults=True) for c in spec.charts]
+    return {k: data[k] for k in ("slug", "title", "description", "dataset", "filters", "charts", "markdown", "layout")
+            if k in data}
+
+
+def write_export(exported: Exported, out: Path) -> list[Path]:
+    """Write dashboards/<slug>.yaml and queries/<dataset>.sql.j2 + .yaml under `out`."""
+    written = []
+    (out / "dashboards").mkdir(parents=True, exist_ok=True)
+    (out / "queries").mkdir(parents=True, exist_ok=True)
+    spec_path = out / "dashboards" / f"{exported.spec.slug}.yaml"
+    spec_path.write_text(yaml.safe_dump(_spec_dict(exported.spec), sort_keys=False, allow_unicode=True, width=110))
+    written.append(spec_path)
+    for name, dataset in exported.datasets.items():
+        sql = dataset.get("sql") or f"SELECT * FROM {name}"
+        template = out / "queries" / f"{name}.sql.j2"
+        template.write_text(sql if sql.endswith("\n") else sql + "\n")
+        marker = _dataset_marker(dataset.get("extra"))
+        meta = {
+            "title": name.replace("_", " ").capitalize(),
+            "description": dataset.get("description") or f"Exported from Superset dataset {name}",
+            "parameters": [],
+            "columns": [
+                {"name": c["column_name"], "type": _column_type(c), "description": c.get("description") or ""}
+                for c in dataset.get("columns", [])
+            ],
+        }
+        if marker is None:
+            meta["description"] = meta["description"].strip()
+        (out / "queries" / f"{name}.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+        written += [template, out / "queries" / f"{name}.yaml"]
+    return written
