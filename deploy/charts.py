@@ -73,6 +73,10 @@ def _order(chart: ChartSpec) -> list[list[Any]]:
     return order
 
 
+def _raw_order(chart: ChartSpec) -> list[list[Any]]:
+    return [[c.lstrip("-"), not c.startswith("-")] for c in chart.order_by]
+
+
 def chart_params(chart: ChartSpec, dataset_id: int) -> dict[str, Any]:
     """Superset form data for the chart (stored as the chart's `params`)."""
     metrics = [superset_metric(m) for m in chart.metrics]
@@ -130,7 +134,7 @@ def query_context(chart: ChartSpec, dataset_id: int, params: dict[str, Any]) -> 
     query: dict[str, Any] = {
         "columns": columns,
         "metrics": [superset_metric(m) for m in chart.metrics] if shape.aggregated else [],
-        "orderby": _order(chart) if shape.aggregated else [[c.lstrip("-"), not c.startswith("-")] for c in chart.order_by],
+        "orderby": _order(chart) if shape.aggregated else _raw_order(chart),
         "row_limit": shape.row_limit,
         "filters": [query_filter(w) for w in chart.where],
         "extras": {"having": "", "where": ""},

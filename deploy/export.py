@@ -65,7 +65,9 @@ def _where(adhoc: dict[str, Any]) -> WhereSpec | None:
         return None
 
 
-def chart_spec(key: str, chart: dict[str, Any], params: dict[str, Any], dataset: str, size: dict[str, int]) -> ChartSpec:
+def chart_spec(
+    key: str, chart: dict[str, Any], params: dict[str, Any], dataset: str, size: dict[str, int]
+) -> ChartSpec:
     """The spec whose params reproduce `params`; whatever the kit would not produce goes to options."""
     viz = chart["viz_type"]
     metrics = [_metric(m) for m in (params.get("metrics") or ([params["metric"]] if params.get("metric") else []))]
@@ -138,7 +140,8 @@ def export_dashboard(client: SupersetClient, ref: str) -> Exported:
     found = client.get(f"/api/v1/dashboard/{ref}")["result"]  # Superset resolves an id or a slug
     marker = parse_marker(found.get("certification_details"))
     tenant = marker.tenant if marker else None
-    slug = marker.key if marker else _key(found.get("slug") or f"dashboard-{found['id']}", "dashboard").replace("_", "-")
+    own_slug = found.get("slug") or f"dashboard-{found['id']}"
+    slug = marker.key if marker else _key(own_slug, "dashboard").replace("_", "-")
     title = found["dashboard_title"]
     if tenant and title.endswith(f" ({tenant})"):
         title = title[: -len(f" ({tenant})")]

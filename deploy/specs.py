@@ -175,7 +175,8 @@ def _parse(doc: LocatedYaml) -> DashboardSpec:
 
 def load_specs(folder: Path | None = None) -> list[LoadedSpec]:
     """Parse every spec in the folder (default: the packaged dashboards), schema errors first."""
-    return [LoadedSpec(_parse(doc), doc) for doc in (load_located(p) for p in spec_files(folder or packaged_dashboards()))]
+    docs = [load_located(path) for path in spec_files(folder or packaged_dashboards())]
+    return [LoadedSpec(_parse(doc), doc) for doc in docs]
 
 
 def metric_columns(metric: str | SqlMetric) -> list[str]:

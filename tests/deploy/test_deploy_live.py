@@ -137,9 +137,11 @@ def test_interrupted_apply_converges_without_duplicates(deploy_target, superset,
     deploy_target.write_env("interrupted", ["interrupted"])
     settings = Settings.resolve(home=deploy_target.work / "home", config=deploy_target.config)
     _, (state,) = desired_states(settings, "interrupted", (), None, None)
-    with FailingWrites(superset.url, "admin", superset.admin_password(), fail_after=30) as client:
-        with pytest.raises(ApplyError, match="injected connection loss") as failure:
-            apply_plan(client, make_plan(state, read_live(client, state)), lambda _: None)
+    with (
+        FailingWrites(superset.url, "admin", superset.admin_password(), fail_after=30) as client,
+        pytest.raises(ApplyError, match="injected connection loss") as failure,
+    ):
+        apply_plan(client, make_plan(state, read_live(client, state)), lambda _: None)
     assert "apply again" in (failure.value.hint or "")
     partial = managed_objects("interrupted", "interrupted")
     assert 0 < sum(_counts(partial).values()) < 42
