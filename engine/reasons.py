@@ -12,6 +12,7 @@ LOCK_BEFORE_SETTLEMENT = 5
 HIGH_BALANCE_CAP = 6
 TRADES_FULL = 7
 LOCKED_UNPOOLED = 8  # in the lockdown guide and in no pool: left where it is (not a kickout)
+CASH_BETTER = 9  # a trade had room, but the cash window pays more (net of pair-off): optimising strategies
 
 CODES = {
     INVALID_DATA: "INVALID_DATA",
@@ -22,6 +23,7 @@ CODES = {
     HIGH_BALANCE_CAP: "HIGH_BALANCE_CAP",
     TRADES_FULL: "TRADES_FULL",
     LOCKED_UNPOOLED: "LOCKED",
+    CASH_BETTER: "CASH_BETTER",
 }
 
 TEXT = {
@@ -33,6 +35,7 @@ TEXT = {
     HIGH_BALANCE_CAP: "eligible trades are at their high-balance share cap",
     TRADES_FULL: "eligible trades are already filled to their maximum allowed",
     LOCKED_UNPOOLED: "in the lockdown guide: left untouched",
+    CASH_BETTER: "an eligible trade had room, but the cash window pays more for this loan",
 }
 
 

@@ -40,19 +40,28 @@ def trade_stages_and_caps(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     return stage, cap
 
 
-def run(ctx: RunContext) -> None:
+def build_problem(ctx: RunContext) -> AllocationProblem:
+    """The allocation problem from steps 1-3 (also used by the allocation benchmark)."""
     assert ctx.inputs is not None
     loans, trades, st = ctx.inputs.loans, ctx.inputs.trades, ctx.state
-    n = ctx.inputs.n_loans
     stage, cap = trade_stages_and_caps(ctx)
-    problem = AllocationProblem(
+    return AllocationProblem(
         loan_upb=loans["upb"], loan_high_balance=loans["high_balance"],
         loan_current_trade=st["loan_current_trade"], loan_fixed_trade=st["loan_fixed_trade"],
         loan_no_candidate_reason=st["loan_no_candidate_reason"],
         trade_amount=trades["trade_amount"], trade_tolerance_pct=trades["tolerance_pct"], trade_stage=stage,
         trade_high_balance_cap_pct=cap,
         cand_loan=st["cand_loan"], cand_trade=st["cand_trade"], cand_score=st["cand_score"],
+        loan_cash_price=st["cash_price"],
     )
+
+
+def run(ctx: RunContext) -> None:
+    assert ctx.inputs is not None
+    loans, trades, st = ctx.inputs.loans, ctx.inputs.trades, ctx.state
+    n = ctx.inputs.n_loans
+    problem = build_problem(ctx)
+    stage = problem.trade_stage
     result = allocate(problem, ctx.strategy)
     ctx.checkpoint()
 
