@@ -14,7 +14,7 @@ from pfill.errors import UsageError
 from pfill.output import emit_json, info, print_table, step
 
 from . import demo_data, runs
-from .allocator import STRATEGIES
+from .allocator import DEFAULT_STRATEGY, STRATEGIES
 from .db import get_engine, init_schema
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -74,7 +74,8 @@ def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, te
 @_TENANT
 @click.option("--scoring", type=click.Choice(["price", "price_carry"]), default="price", show_default=True,
               help="Rank placements by price + pay-up, or also by carry to settlement.")
-@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="greedy", show_default=True)
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=DEFAULT_STRATEGY, show_default=True,
+              help="optimal: HiGHS LP + rounding + repair, with a proven bound; greedy: the staged greedy.")
 @click.option("--keep", type=click.IntRange(1), help="Runs to keep per tenant [env PFILL_KEEP_RUNS; 10].")
 @_AS_OF
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as JSON.")
@@ -100,6 +101,9 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
              f"{result['allocated_loan_count']} loans allocated, {result['cash_loan_count']} to cash, "
              f"{result['kickout_count']} kicked out; {result['trades_filled_in_tolerance']}/"
              f"{result['trade_count']} trades within tolerance")
+        if result.get("gap_pct") is not None:
+            info(f"{result['strategy']}: objective {result['objective_value']:,.2f}, LP bound "
+                 f"{result['lp_bound']:,.2f}, gap {result['gap_pct']:.4f}% (solver {result['solver_seconds']:.2f}s)")
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:

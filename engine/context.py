@@ -27,7 +27,7 @@ class RunContext:
     run_id: str
     tenant: str
     scoring: str = "price"  # price | price_carry
-    strategy: str = "greedy"
+    strategy: str = "optimal"  # allocator.DEFAULT_STRATEGY
     as_of: date = field(default_factory=date.today)
     candidates_kept_per_loan: int = 5
     inputs: Inputs | None = None

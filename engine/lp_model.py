@@ -62,7 +62,9 @@ class ComponentLP:
     column), then `relax()` gives them their shortfall back for the bound (a warm restart in HiGHS)."""
 
     def __init__(self, arcs: Arcs, bucket_upb: np.ndarray, bucket_hb: np.ndarray, trades: np.ndarray,
-                 bands: Bands, required: np.ndarray) -> None:
+                 bands: Bands, required: np.ndarray, exact: bool = False) -> None:
+        """exact: every bucket is one loan; its columns become semi-continuous (0 or the loan's whole
+        UPB), which makes the model the exact MIP for HiGHS's branch and bound."""
         n_b, n_t = len(bucket_upb), len(trades)
         self.n_trades = n_t
         self.n_arcs = len(arcs.bucket)
@@ -101,8 +103,17 @@ class ComponentLP:
         lp.a_matrix_.start_ = starts.astype(np.int32)
         lp.a_matrix_.index_ = index
         lp.a_matrix_.value_ = np.ones(len(index))
+        self.exact_columns = np.zeros(0, dtype=np.int32)
+        if exact:
+            whole = bucket_upb[arcs.bucket] * ROW_SCALE
+            lp.col_lower_ = np.r_[np.zeros(n_t), whole]
+            lp.col_upper_ = np.r_[lp.col_upper_[:n_t], whole]
+            lp.integrality_ = [highspy.HighsVarType.kContinuous] * n_t + \
+                [highspy.HighsVarType.kSemiContinuous] * self.n_arcs
+            self.exact_columns = np.arange(n_t, n_t + self.n_arcs, dtype=np.int32)
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("mip_rel_gap", 1e-7)  # on the premium: cents on a small instance
         self.highs.passModel(lp)
 
     def solve(self, time_limit: float) -> LPSolution:
@@ -118,10 +129,19 @@ class ComponentLP:
                           seconds=float(h.getRunTime()))
 
     def relax(self) -> bool:
-        """Give required trades their shortfall column back; False when nothing was required."""
+        """The plain LP relaxation: required trades get their shortfall column back and semi-continuous
+        columns become continuous. False when it was that already."""
         idx = np.flatnonzero(self.required).astype(np.int32)
-        if len(idx) == 0:
+        if len(idx) == 0 and len(self.exact_columns) == 0:
             return False
-        self.highs.changeColsBounds(len(idx), idx, np.zeros(len(idx)), self.shortfall_upper[idx])
-        self.required = np.zeros_like(self.required)
+        if len(idx):
+            self.highs.changeColsBounds(len(idx), idx, np.zeros(len(idx)), self.shortfall_upper[idx])
+            self.required = np.zeros_like(self.required)
+        cols = self.exact_columns
+        if len(cols):
+            upper = np.asarray(self.highs.getLp().col_upper_)[cols]
+            self.highs.changeColsBounds(len(cols), cols, np.zeros(len(cols)), upper)
+            self.highs.changeColsIntegrality(len(cols), cols,
+                                             np.full(len(cols), highspy.HighsVarType.kContinuous))
+            self.exact_columns = np.zeros(0, dtype=np.int32)
         return True

@@ -5,7 +5,8 @@
 2. Buckets (buckets.py): loans with identical options are one LP unit, so the LP over buckets has the
    same optimum as the loan-level relaxation at a fraction of the size.
 3. Decomposition (components.py): connected components of the bucket-trade graph are solved as
-   separate LPs (lp_model.py, HiGHS dual simplex, one time limit for all).
+   separate LPs (lp_model.py, HiGHS dual simplex, one time limit for all). Small instances (up to
+   EXACT_MIP_MAX_LOANS loans with options) skip the buckets and solve the exact MIP instead.
 4. Rounding (rounding.py): each bucket's dollars are dealt to its trades loan by loan; trades over their
    max or high-balance cap give back their least valuable loans.
 5. Repair (repair.py): short trades pull loans from the cash window and from trades with room above
@@ -32,6 +33,8 @@ from .repair import RepairState
 from .rounding import round_buckets
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
+EXACT_MIP_MAX_LOANS = 120  # up to this many free loans with options, solve the exact MIP instead
+EXACT_MIP_SECONDS = 2.0  # per component; past it the MIP's incumbent is used (then repaired)
 
 
 def bands_of(p: AllocationProblem) -> Bands:
@@ -68,8 +71,10 @@ class Relaxation:
 
 
 def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: Bands, required: np.ndarray,
-                     time_limit: float) -> Relaxation:
+                     time_limit: float, exact: bool = False) -> Relaxation:
     """Per component: the LP with the fill set required (to round), then relaxed (the bound)."""
+    if len(arcs.bucket) == 0:
+        return Relaxation(dollars=np.zeros(0), bound=0.0, exact=True, iterations=0, components=0)
     label = trade_components(buckets.n_buckets, p.n_trades, arcs.bucket, arcs.trade)
     arc_label = label[arcs.trade]
     order = np.argsort(arc_label, kind="stable")
@@ -85,10 +90,12 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
         trades = np.unique(arcs.trade[arc_ids])
         sub = Arcs(bucket=bucket_local.reshape(-1), trade=arcs.trade[arc_ids], points=arcs.points[arc_ids])
         lp = ComponentLP(sub, buckets.upb[local_buckets], buckets.high_balance[local_buckets], trades, bands,
-                         required)
-        sol = lp.solve(deadline - time.monotonic())
+                         required, exact)
+        budget = deadline - time.monotonic()
+        sol = lp.solve(min(budget, EXACT_MIP_SECONDS) if exact else budget)
         iterations += sol.iterations
-        if sol.status != "Optimal" and lp.relax():  # the fill set cannot be met here: round the free LP
+        if sol.status not in ("Optimal", "Time limit reached") and lp.relax():
+            # the fill set cannot be met here: round the free LP instead
             sol = lp.solve(deadline - time.monotonic())
             iterations += sol.iterations
         dollars[arc_ids] = sol.dollars
@@ -100,6 +107,15 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
         bound += relaxed.objective
         exact &= relaxed.status == "Optimal"
     return Relaxation(dollars=dollars, bound=bound, exact=exact, iterations=iterations, components=len(blocks))
+
+
+def singleton_buckets(p: AllocationProblem, free_pairs: np.ndarray) -> Buckets:
+    """One bucket per free loan with options (for the exact MIP)."""
+    loans = np.unique(p.cand_loan[free_pairs])
+    loan_bucket = np.full(p.n_loans, -1, dtype=np.int64)
+    loan_bucket[loans] = np.arange(len(loans))
+    return Buckets(loan_bucket=loan_bucket, representative=loans, upb=p.loan_upb[loans].astype(float),
+                   high_balance=p.loan_high_balance[loans].astype(bool))
 
 
 def fill_set(p: AllocationProblem) -> np.ndarray:
@@ -122,11 +138,15 @@ def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) 
     bands = bands_of(p)
     required = fill_set(p)
     fill_set_seconds = time.monotonic() - started
-    buckets = loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.cand_loan[free_pairs],
-                           p.cand_trade[free_pairs], pair_points[free_pairs])
+    exact = len(np.unique(p.cand_loan[free_pairs])) <= EXACT_MIP_MAX_LOANS
+    if exact:  # small: one loan per bucket and the exact MIP
+        buckets = singleton_buckets(p, free_pairs)
+    else:
+        buckets = loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.cand_loan[free_pairs],
+                               p.cand_trade[free_pairs], pair_points[free_pairs])
     arcs = bucket_arcs(p, free_pairs, pair_points, buckets)
     lp_started = time.monotonic()
-    relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit)
+    relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit, exact)
     lp_seconds = time.monotonic() - lp_started
 
     loan_trade = round_buckets(p.n_loans, p.loan_upb, buckets, arcs, relaxation.dollars)
@@ -156,7 +176,7 @@ def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) 
         "fill_set_seconds": round(fill_set_seconds, 3), "repair_seconds": round(repair_seconds, 3),
         "optimal_seconds": round(time.monotonic() - started, 3),
         "lp_buckets": buckets.n_buckets, "lp_columns": len(arcs.bucket), "lp_components": relaxation.components,
-        "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
+        "lp_iterations": relaxation.iterations, "exact_mip": int(exact), "required_fills": int(required.sum()),
         "repair_moves": repair.moves,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from pfill.errors import PfillError
 
 from . import runs
+from .allocator import DEFAULT_STRATEGY
 from .context import RunContext, utcnow
 from .inputs import load_inputs
 from .steps import STEPS
@@ -38,7 +39,7 @@ class RunWasCancelled(PfillError):
 class RunOptions:
     tenant: str
     scoring: str = "price"
-    strategy: str = "greedy"
+    strategy: str = DEFAULT_STRATEGY
     keep_runs: int = runs.DEFAULT_KEEP_RUNS
     as_of: date | None = None
 
@@ -125,7 +126,9 @@ def execute_run(engine: sa.Engine, options: RunOptions,
     response = {"counters": ctx.counters, "step_seconds": step_seconds, "rows_written": ctx.rows_written}
     flat = {k: ctx.counters.get(k) for k in (
         "loans_considered", "candidate_count", "allocated_loan_count", "allocated_upb", "kickout_count",
-        "cash_loan_count", "trade_count", "trades_filled_in_tolerance", "total_value")}
+        "cash_loan_count", "trade_count", "trades_filled_in_tolerance", "total_value", "objective_value",
+        "lp_bound", "gap_pct", "solver_seconds")}
+    flat["strategy"] = options.strategy
     ctx.log("run", "counters", "summary counters", **summary)
     runs.finish_run(engine, run_id, options.tenant, "Complete", current_step=None,
                     step_seconds_json=json.dumps(step_seconds), response_json=json.dumps(response, default=str),

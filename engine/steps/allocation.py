@@ -8,6 +8,8 @@ Out (ctx.state): loan_trade, loan_target_pool, loan_cash, loan_kicked, loan_reas
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import reasons, schema
@@ -177,5 +179,7 @@ def run(ctx: RunContext) -> None:
         allocated_loan_count=len(placed), allocated_upb=round(float(fill.sum()), 2),
         kickout_count=len(kick), cash_loan_count=int(slotted.sum()), trade_count=m,
         trades_filled_in_tolerance=int(in_tol.sum()), total_value=round(float(value.sum()), 2),
-        short_trade_count=int((result.trade_status == "Short").sum()), **result.stats,
+        short_trade_count=int((result.trade_status == "Short").sum()),
+        # NaN (an LP stopped by its time limit proves no bound) is stored as NULL
+        **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.stats.items()},
     )

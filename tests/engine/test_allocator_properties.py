@@ -33,10 +33,11 @@ def problems(draw: st.DrawFn) -> AllocationProblem:
     )
 
 
-@settings(max_examples=300, deadline=None)
-@given(problems())
-def test_allocation_invariants(p: AllocationProblem) -> None:
-    r = allocate(p, "greedy")
+@pytest.mark.parametrize("strategy", ["greedy", "optimal"])
+@settings(max_examples=150, deadline=None)
+@given(p=problems())
+def test_allocation_invariants(strategy: str, p: AllocationProblem) -> None:
+    r = allocate(p, strategy)
     n, m = p.n_loans, p.n_trades
     placed = r.loan_trade >= 0
     pairs = set(zip(p.cand_loan.tolist(), p.cand_trade.tolist(), strict=True))
@@ -66,7 +67,8 @@ def test_allocation_invariants(p: AllocationProblem) -> None:
     # inside tolerance, or reported short/over/empty
     inside = (fill >= r.trade_min - EPS) & (fill <= r.trade_max + EPS)
     assert ((r.trade_status == "Filled") == (inside & (r.trade_allocated_count > 0))).all()
-    # a short trade could not have taken any unplaced loan eligible for it
+    # a short trade could not have taken any unplaced loan eligible for it (these loans have no cash
+    # alternative, so for the optimiser too every such placement would have paid)
     for loan, trade in pairs:
         if not placed[loan] and r.trade_status[trade] in ("Short", "Empty"):
             room = r.trade_max[trade] - fill[trade]

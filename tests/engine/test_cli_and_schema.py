@@ -35,8 +35,17 @@ def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
     assert run["kickout_count"] > 0 and run["cash_loan_count"] > 0 and run["trades_filled_in_tolerance"] > 0
     assert set(run["step_seconds"]) >= {"cash_grid", "settle_price", "candidates", "allocation", "pool_guide",
                                         "synthetic"}
-    shown = runner.invoke(cli, [*base, "runs", "show", "latest", "--json"])
-    assert json.loads(shown.stdout)["run_id"] == run["run_id"]
+    shown = json.loads(runner.invoke(cli, [*base, "runs", "show", "latest", "--json"]).stdout)
+    assert shown["run_id"] == run["run_id"]
+    # the default strategy is the optimiser, with its certificate in the run history
+    assert shown["strategy"] == "optimal" and shown["solver_seconds"] >= 0
+    assert shown["lp_bound"] >= shown["objective_value"] and 0 <= shown["gap_pct"] < 5
+    greedy = runner.invoke(cli, [*base, "run", "--as-of", AS_OF.isoformat(), "--strategy", "greedy", "--json"])
+    assert greedy.exit_code == 0, greedy.output
+    baseline = json.loads(greedy.stdout)
+    assert baseline["strategy"] == "greedy" and baseline["lp_bound"] is None
+    assert shown["objective_value"] >= baseline["objective_value"]
+    assert shown["trades_filled_in_tolerance"] >= baseline["trades_filled_in_tolerance"]
 
     engine = get_engine(db)
     with engine.connect() as conn:
@@ -70,6 +79,10 @@ def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
         conn.exec_driver_sql("DROP INDEX ix_pfill_pool_guide_run_pool")
     assert sorted(init_schema(engine)) == ["added column pfill_trade_base.wa_price",
                                            "created index ix_pfill_pool_guide_run_pool"]
+    with engine.begin() as conn:  # a database from before the optimiser's run-history columns
+        for column in ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds"):
+            conn.exec_driver_sql(f"ALTER TABLE pfill_run_history DROP COLUMN {column}")
+    assert len(init_schema(engine)) == 5 and init_schema(engine) == []
     outputs = [t for t in schema.OUTPUT_TABLES if t is not schema.pfill_run_history]
     assert all({"run_id", "tenant_id"} <= set(t.c.keys()) for t in outputs)
     assert all("tenant_id" in t.c for t in schema.INPUT_TABLES)
