@@ -71,7 +71,7 @@ class Relaxation:
 
 
 def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: Bands, required: np.ndarray,
-                     time_limit: float, exact: bool = False) -> Relaxation:
+                     time_limit: float, mip: bool = False) -> Relaxation:
     """Per component: the LP with the fill set required (to round), then relaxed (the bound)."""
     if len(arcs.bucket) == 0:
         return Relaxation(dollars=np.zeros(0), bound=0.0, exact=True, iterations=0, components=0)
@@ -80,7 +80,7 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
     order = np.argsort(arc_label, kind="stable")
     edges = np.flatnonzero(np.r_[True, arc_label[order][1:] != arc_label[order][:-1], True])
     dollars = np.zeros(len(arcs.bucket))
-    bound, exact, iterations = 0.0, True, 0
+    bound, proven, iterations = 0.0, True, 0
     deadline = time.monotonic() + time_limit
     # smallest components first: the largest gets whatever time the small ones left
     blocks = sorted(itertools.pairwise(edges.tolist()), key=lambda b: b[1] - b[0])
@@ -90,9 +90,9 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
         trades = np.unique(arcs.trade[arc_ids])
         sub = Arcs(bucket=bucket_local.reshape(-1), trade=arcs.trade[arc_ids], points=arcs.points[arc_ids])
         lp = ComponentLP(sub, buckets.upb[local_buckets], buckets.high_balance[local_buckets], trades, bands,
-                         required, exact)
+                         required, exact=mip)
         budget = deadline - time.monotonic()
-        sol = lp.solve(min(budget, EXACT_MIP_SECONDS) if exact else budget)
+        sol = lp.solve(min(budget, EXACT_MIP_SECONDS) if mip else budget)
         iterations += sol.iterations
         if sol.status not in ("Optimal", "Time limit reached") and lp.relax():
             # the fill set cannot be met here: round the free LP instead
@@ -105,8 +105,8 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
         else:
             relaxed = sol
         bound += relaxed.objective
-        exact &= relaxed.status == "Optimal"
-    return Relaxation(dollars=dollars, bound=bound, exact=exact, iterations=iterations, components=len(blocks))
+        proven &= relaxed.status == "Optimal"
+    return Relaxation(dollars=dollars, bound=bound, exact=proven, iterations=iterations, components=len(blocks))
 
 
 def singleton_buckets(p: AllocationProblem, free_pairs: np.ndarray) -> Buckets:
@@ -146,7 +146,7 @@ def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) 
                                p.cand_trade[free_pairs], pair_points[free_pairs])
     arcs = bucket_arcs(p, free_pairs, pair_points, buckets)
     lp_started = time.monotonic()
-    relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit, exact)
+    relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit, mip=exact)
     lp_seconds = time.monotonic() - lp_started
 
     loan_trade = round_buckets(p.n_loans, p.loan_upb, buckets, arcs, relaxation.dollars)
