@@ -84,6 +84,7 @@ def chart_params(chart: ChartSpec, dataset_id: int) -> dict[str, Any]:
         "datasource": f"{dataset_id}__table",
         "viz_type": chart.viz,
         "adhoc_filters": [adhoc_filter(w) for w in chart.where],
+        "annotation_layers": [],  # the importer adds it; set it so plans compare equal
         "row_limit": chart.row_limit,
     }
     if chart.viz == "table":

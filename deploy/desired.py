@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,8 @@ MASKED_PASSWORD = "XXXXXXXXXX"  # how Superset shows a stored password
 class DesiredObject:
     key: ObjectKey
     name: str
-    payload: Callable[[Ids], dict[str, Any]]  # fields written on create and update
+    payload: Callable[[Ids], dict[str, Any]]  # the object's fields (bundle.py writes them as import files)
     compared: tuple[str, ...]  # payload fields compared with the live object
-    create_only: dict[str, Any] = field(default_factory=dict)  # POST-only fields (uuid, ...)
     source: Path | None = None  # where the definition lives, for messages
     query: Query | None = None  # datasets: the query behind them
     chart: ChartSpec | None = None  # charts: the spec behind them
@@ -137,7 +136,7 @@ class StateBuilder:
             }
 
         return DesiredObject(key, name, payload, ("database_name", "sqlalchemy_uri", "expose_in_sqllab",
-                                                   "allow_run_async", "allow_dml"), {"uuid": key.uuid})
+                                                   "allow_run_async", "allow_dml"))
 
     # -- datasets ----------------------------------------------------------------------------------
     def dataset(self, query: Query) -> DesiredObject:
@@ -160,7 +159,7 @@ class StateBuilder:
 
         return DesiredObject(
             key, query.name, payload, ("database_id", "table_name", "schema", "sql", "description", "extra"),
-            {"uuid": key.uuid}, source=query.template_path, query=query,
+            source=query.template_path, query=query,
         )
 
     # -- charts ------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class StateBuilder:
             key, f"{loaded.spec.slug}/{chart.key}", payload,
             ("slice_name", "viz_type", "datasource_id", "description", "params", "certified_by",
              "certification_details"),
-            {"uuid": key.uuid}, source=loaded.path, chart=chart, dataset_name=loaded.chart_dataset(chart),
+            source=loaded.path, chart=chart, dataset_name=loaded.chart_dataset(chart),
         )
 
     # -- dashboards --------------------------------------------------------------------------------
@@ -201,14 +200,13 @@ class StateBuilder:
         slug = deployed_slug(self.tenant.name, spec.slug)
 
         def payload(ids: Ids) -> dict[str, Any]:
-            position = position_json(self, loaded, ids)
             return {
                 "dashboard_title": f"{spec.title} ({self.tenant.name})",
                 "slug": slug,
                 "published": True,
                 "css": "",
-                "position_json": _json(position),
-                "json_metadata": _json(dashboard_metadata(self, loaded, ids, position)),
+                "position_json": _json(position_json(self, loaded, ids)),
+                "json_metadata": _json(dashboard_metadata(self, loaded, ids)),
                 "certified_by": MANAGER,
                 "certification_details": key.marker,
                 "is_managed_externally": True,
@@ -219,5 +217,5 @@ class StateBuilder:
             key, slug, payload,
             ("dashboard_title", "slug", "published", "position_json", "json_metadata", "certified_by",
              "certification_details"),
-            {"uuid": key.uuid}, source=loaded.path,
+            source=loaded.path,
         )

@@ -64,12 +64,12 @@ def native_filters(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> list[
     for flt in spec.filters:
         dataset = loaded.filter_dataset(flt)
         dataset_id = ids.get(builder.key("dataset", dataset).uuid, 0)
-        in_scope, excluded = [], []
-        for chart in spec.charts:
-            chart_id = ids.get(builder.key("chart", f"{spec.slug}/{chart.key}").uuid, 0)
-            # a chart whose dataset lacks the column cannot be filtered by it: keep it out of scope
-            has_column = flt.column in builder.queries[loaded.chart_dataset(chart)].column_names
-            (in_scope if has_column else excluded).append(chart_id)
+        # a chart whose dataset lacks the column cannot be filtered by it: keep it out of scope
+        excluded = [
+            ids.get(builder.key("chart", f"{spec.slug}/{chart.key}").uuid, 0)
+            for chart in spec.charts
+            if flt.column not in builder.queries[loaded.chart_dataset(chart)].column_names
+        ]
         filters.append({
             "id": f"NATIVE_FILTER-{flt.key}",
             "name": flt.title,
@@ -84,18 +84,13 @@ def native_filters(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> list[
             },
             "cascadeParentIds": [],
             "scope": {"rootPath": ["ROOT_ID"], "excluded": excluded},
-            "chartsInScope": in_scope,
-            "tabsInScope": [],
         })
     return filters
 
 
-def dashboard_metadata(
-    builder: StateBuilder, loaded: LoadedSpec, ids: Ids, position: dict[str, Any]
-) -> dict[str, Any]:
+def dashboard_metadata(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[str, Any]:
     return {
         "native_filter_configuration": native_filters(builder, loaded, ids),
         "cross_filters_enabled": True,
         "refresh_frequency": 0,
-        "positions": position,
     }

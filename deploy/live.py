@@ -79,7 +79,7 @@ def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live:
         fields = {k: row.get(k) for k in DATASET_COLUMNS[2:-1]}
         fields["database_id"] = (row.get("database") or {}).get("id")
         marker = _dataset_marker(row.get("extra"))
-        obj = LiveObject("dataset", row["id"], row["uuid"], row["table_name"], fields, marker)
+        obj = LiveObject("dataset", row["id"], row["uuid"], marker.key if marker else row["table_name"], fields, marker)
         if row["uuid"] in desired or _owned(obj.marker, state):
             live.add(obj)
         else:
@@ -89,8 +89,9 @@ def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live:
         chart_filter = [{"col": "datasource_id", "opr": "eq", "value": dataset.id}]
         for row in client.iter_list("chart", chart_filter, columns=CHART_COLUMNS):
             fields = {k: row.get(k) for k in CHART_COLUMNS[2:]}
-            obj = LiveObject("chart", row["id"], row["uuid"], row["slice_name"], fields,
-                             parse_marker(row.get("certification_details")))
+            marker = parse_marker(row.get("certification_details"))
+            name = marker.key if marker else row["slice_name"]
+            obj = LiveObject("chart", row["id"], row["uuid"], name, fields, marker)
             if row["uuid"] in desired or _owned(obj.marker, state):
                 live.add(obj)
 

@@ -29,7 +29,7 @@ def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target,
     first = deploy_target.pfill("apply", "--env", "it", "--yes", "--json")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
-    assert [s["applied"] for s in summary] == [42, 42]
+    assert [(s["applied"], s["writes"]) for s in summary] == [(42, 1), (42, 1)]  # one import bundle each
     for tenant in ("lite", "pg"):
         assert _counts(managed_objects("it", tenant)) == EXPECTED
 
@@ -106,7 +106,7 @@ def test_prune_deletes_exactly_the_removed_chart(deploy_target, superset_client,
     assert {(c["action"], c["kind"]) for c in changes} == {("update", "dashboard"), ("delete", "chart")}
 
     without = deploy_target.pfill("apply", "--env", "prune", "--yes", *sources)
-    assert without.exit_code == 0
+    assert without.exit_code == 0, without.output
     assert any(c["id"] == doomed["id"] for c in managed_objects("prune", "prune")["chart"])
 
     pruned = deploy_target.pfill("apply", "--env", "prune", "--yes", "--prune", "--json", *sources)
@@ -133,27 +133,54 @@ class FailingWrites(SupersetClient):
         return super().request(method, path, **kwargs)
 
 
-def test_interrupted_apply_converges_without_duplicates(deploy_target, superset, managed_objects) -> None:
-    deploy_target.write_env("interrupted", ["interrupted"])
+def _interrupted_apply(deploy_target, superset, env: str, fail_after: int, dashboards: Path | None = None,
+                       prune: bool = False) -> ApplyError:
     settings = Settings.resolve(home=deploy_target.work / "home", config=deploy_target.config)
-    _, (state,) = desired_states(settings, "interrupted", (), None, None)
+    _, (state,) = desired_states(settings, env, (), None, dashboards)
     with (
-        FailingWrites(superset.url, "admin", superset.admin_password(), fail_after=30) as client,
+        FailingWrites(superset.url, "admin", superset.admin_password(), fail_after=fail_after) as client,
         pytest.raises(ApplyError, match="injected connection loss") as failure,
     ):
-        apply_plan(client, make_plan(state, read_live(client, state)), lambda _: None)
-    assert "apply again" in (failure.value.hint or "")
-    partial = managed_objects("interrupted", "interrupted")
-    assert 0 < sum(_counts(partial).values()) < 42
+        apply_plan(client, make_plan(state, read_live(client, state), prune=prune), lambda _: None)
+    return failure.value
+
+
+def test_interrupted_import_leaves_nothing_then_rerun_converges(deploy_target, superset, managed_objects) -> None:
+    """Creates and updates travel in one transaction: cut it and Superset holds none of them."""
+    deploy_target.write_env("interrupted", ["interrupted"])
+    failure = _interrupted_apply(deploy_target, superset, "interrupted", fail_after=0)
+    assert "none of them was applied" in str(failure)
+    assert _counts(managed_objects("interrupted", "interrupted")) == dict.fromkeys(EXPECTED, 0)
 
     rerun = deploy_target.pfill("apply", "--env", "interrupted", "--yes")
     assert rerun.exit_code == 0, rerun.output
     after = managed_objects("interrupted", "interrupted")
     assert _counts(after) == EXPECTED
+    assert deploy_target.pfill("plan", "--env", "interrupted").exit_code == 0
+
+
+def test_prune_interrupted_half_way_converges_without_duplicates(deploy_target, superset, managed_objects) -> None:
+    deploy_target.write_env("halfway", ["halfway"])
+    queries, dashboards = deploy_target.copy_sources("halfway")
+    sources = ["--queries", str(queries), "--dashboards", str(dashboards)]
+    assert deploy_target.pfill("apply", "--env", "halfway", "--yes", *sources).exit_code == 0
+    (dashboards / "switching.yaml").unlink()  # one dashboard and its two charts leave the specs
+    hub = dashboards / "hub.yaml"
+    hub.write_text(hub.read_text().replace("[Switching]({slug:switching}) ·\n", ""))
+
+    failure = _interrupted_apply(deploy_target, superset, "halfway", fail_after=3, dashboards=dashboards, prune=True)
+    assert "run apply --prune again" in (failure.hint or "")
+    partial = _counts(managed_objects("halfway", "halfway"))
+    assert (partial["dashboard"], partial["chart"]) == (7, 24)  # the hub import, two deletions, then the cut
+
+    rerun = deploy_target.pfill("apply", "--env", "halfway", "--yes", "--prune", *sources)
+    assert rerun.exit_code == 0, rerun.output
+    after = managed_objects("halfway", "halfway")
+    assert _counts(after) == {**EXPECTED, "dashboard": 7, "chart": 23, "dataset": 7}
     for kind in ("chart", "dashboard", "dataset"):
         uuids = [row["uuid"] for row in after[kind]]
         assert len(uuids) == len(set(uuids))
-    assert deploy_target.pfill("plan", "--env", "interrupted").exit_code == 0
+    assert deploy_target.pfill("plan", "--env", "halfway", "--prune", *sources).exit_code == 0
 
 
 def test_slug_taken_by_another_environment_is_a_conflict_before_any_write(deploy_target, managed_objects) -> None:
