@@ -155,8 +155,9 @@ def build_bundle(state: DesiredState, objects: list[DesiredObject], live_ids: di
         else:
             files[path] = _dashboard(obj, ids, dataset_uuids)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as bundle:
         bundle.writestr(f"{ROOT}/metadata.yaml", yaml.safe_dump({"version": VERSION, "type": "assets"}))
         for path, config in files.items():
-            bundle.writestr(f"{ROOT}/{path}", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+            # JSON is YAML, and Python writes it many times faster than a YAML emitter
+            bundle.writestr(f"{ROOT}/{path}", json.dumps(config))
     return buffer.getvalue(), passwords

@@ -63,13 +63,15 @@ def _state(folder: Path, url: str, password_var: str, db_url: str) -> DesiredSta
     return state
 
 
-def _deploy(client: SupersetClient, state: DesiredState) -> tuple[float, int, int]:
-    """Plan and apply; return seconds, requests and write requests."""
+def _deploy(client: SupersetClient, state: DesiredState) -> tuple[float, int, int, float]:
+    """Plan and apply; return seconds, requests, write requests and the seconds spent planning."""
     before_calls, before_writes = sum(client.calls.values()), client.writes
     start = time.perf_counter()
     plan = make_plan(state, read_live(client, state))
+    planned = time.perf_counter()
     apply_plan(client, plan, lambda _line: None)
-    return time.perf_counter() - start, sum(client.calls.values()) - before_calls, client.writes - before_writes
+    end = time.perf_counter()
+    return end - start, sum(client.calls.values()) - before_calls, client.writes - before_writes, planned - start
 
 
 def _delete_all(client: SupersetClient, state: DesiredState) -> None:
@@ -123,7 +125,7 @@ def main() -> None:
 
         os.environ["PFILL_BENCH_PASSWORD"] = password
         state = _state(folder, url, "PFILL_BENCH_PASSWORD", _engine_output(folder))
-        rows: dict[str, list[tuple[float, int, int]]] = {"first deploy (apply)": [], "no-op redeploy (apply)": [],
+        rows: dict[str, list[tuple[float, int, int, float]]] = {"first deploy (apply)": [], "no-op redeploy (apply)": [],
                                                          "bundle import (baseline)": []}
         with SupersetClient(url, "admin", password, timeout=120) as client:
             client.login()
@@ -134,23 +136,24 @@ def main() -> None:
                 bundle = _export_bundle(client, state)
                 _delete_all(client, state)
                 seconds, requests = _bundle_import(client, bundle)
-                rows["bundle import (baseline)"].append((seconds, requests, requests))
+                rows["bundle import (baseline)"].append((seconds, requests, requests, 0.0))
                 _delete_all(client, state)
                 print(f"round {round_number}/{args.rounds} done", file=sys.stderr)
         print(f"\nDeploy benchmark: {len(state.objects)} objects (1 database, 8 datasets, 25 charts, 8 dashboards), "
               f"median of {args.rounds} rounds, Superset at {url}\n")
-        print(f"{'operation':<26} {'seconds':>8} {'requests':>9} {'writes':>7}")
+        print(f"{'operation':<26} {'seconds':>8} {'planning':>9} {'requests':>9} {'writes':>7}")
         medians = {}
         for name, samples in rows.items():
-            seconds = statistics.median(s for s, _, _ in samples)
+            seconds = statistics.median(s[0] for s in samples)
             medians[name] = seconds
-            requests = statistics.median(r for _, r, _ in samples)
-            writes = statistics.median(w for _, _, w in samples)
-            print(f"{name:<26} {seconds:>8.2f} {requests:>9.0f} {writes:>7.0f}")
+            planning = statistics.median(s[3] for s in samples)
+            requests = statistics.median(s[1] for s in samples)
+            writes = statistics.median(s[2] for s in samples)
+            print(f"{name:<26} {seconds:>8.2f} {planning:>9.2f} {requests:>9.0f} {writes:>7.0f}")
         ratio = medians["first deploy (apply)"] / medians["bundle import (baseline)"]
         print(f"\nfirst deploy / bundle import = {ratio:.2f} (target <= 1.0)")
         print(f"no-op redeploy: {medians['no-op redeploy (apply)']:.2f} s (target <= 2 s), "
-              f"writes {max(w for _, _, w in rows['no-op redeploy (apply)'])} (target 0)")
+              f"writes {max(s[2] for s in rows['no-op redeploy (apply)'])} (target 0)")
     finally:
         if stack is not None:
             stack.stop()
