@@ -31,10 +31,7 @@ test: $(STAMP) browser-deps
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: $(STAMP)
-	$(BIN)/pfill superset up
-	$(BIN)/pfill db init
-	$(BIN)/pfill demo-data
-	$(BIN)/pfill run
+	$(BIN)/pfill demo
 
 demo-down: $(STAMP)
 	$(BIN)/pfill superset down

@@ -65,7 +65,9 @@ def _register() -> None:
     from .deploy.query_cli import COMMANDS as query_commands
     from .engine.cli import COMMANDS as engine_commands
 
-    for command in [*stack_commands, *engine_commands, *query_commands, *deploy_commands]:
+    from .demo import demo_cmd
+
+    for command in [*stack_commands, *engine_commands, *query_commands, *deploy_commands, demo_cmd]:
         cli.add_command(command)
 
 
