@@ -138,7 +138,7 @@ def env_list(settings: Settings, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def env_check(settings: Settings, env_name: str | None, as_json: bool) -> None:
-    """Log into the environment's Superset and report its version. Exit 1 if login fails."""
+    """Log into the environment's Superset and count the databases it shows. Exit 1 if login fails."""
     env = settings.environment(env_name)
     with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
         client.login()

@@ -104,3 +104,14 @@ def test_unknown_field_and_bad_yaml_name_the_line(tmp_path) -> None:
 def test_missing_config_file_is_an_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="environments file not found"):
         Settings.resolve(home=tmp_path, config=tmp_path / "nope.yaml")
+
+
+def test_the_example_environments_file_is_valid(monkeypatch) -> None:
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("PROD_SUPERSET_PASSWORD", "pw-one")
+    monkeypatch.setenv("ACME_DB_PASSWORD", "pw-two")
+    settings = Settings.resolve(home=REPO / ".pfill", config=REPO / "examples" / "pfill.yaml")
+    prod = settings.environment("prod")
+    assert prod.tenants["acme"].dialect == "mssql"
+    assert prod.superset_password() == "pw-one"
