@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import statistics
 import sys
@@ -121,12 +122,10 @@ def main() -> None:
         stack.up(lambda line: print(f"[superset] {line}", file=sys.stderr), timeout=240)
         url, password = stack.url, stack.admin_password()
     try:
-        import os
-
         os.environ["PFILL_BENCH_PASSWORD"] = password
         state = _state(folder, url, "PFILL_BENCH_PASSWORD", _engine_output(folder))
-        rows: dict[str, list[tuple[float, int, int, float]]] = {"first deploy (apply)": [], "no-op redeploy (apply)": [],
-                                                         "bundle import (baseline)": []}
+        names = ("first deploy (apply)", "no-op redeploy (apply)", "bundle import (baseline)")
+        rows: dict[str, list[tuple[float, int, int, float]]] = {name: [] for name in names}
         with SupersetClient(url, "admin", password, timeout=120) as client:
             client.login()
             _delete_all(client, state)
