@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import SupersetClient
-from .desired import DesiredState
+from .desired import DesiredState, deployed_slug
 from .identity import ObjectKey, parse_marker
 
 DATASET_COLUMNS = ["id", "uuid", "table_name", "schema", "sql", "description", "extra", "database.id"]
@@ -56,7 +56,17 @@ def _owned(marker: ObjectKey | None, state: DesiredState) -> bool:
 
 
 def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
+    """About 20 GETs for a deployed tenant, one after another: Superset's list endpoints gave
+    incomplete answers now and then when asked side by side, and a plan must never miss an object."""
     live = LiveState()
+    database_id = _read_database(client, state, live)
+    if database_id is not None:  # datasets and charts of this tenant live in its database
+        _read_datasets_and_charts(client, state, live, database_id)
+    _read_dashboards(client, state, live)
+    return live
+
+
+def _read_database(client: SupersetClient, state: DesiredState, live: LiveState) -> int | None:
     database = state.database
     for row in client.iter_list("database", columns=DATABASE_COLUMNS):
         if row["uuid"] == database.uuid:
@@ -66,15 +76,14 @@ def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
             live.add(LiveObject("database", row["id"], row["uuid"], row["database_name"], fields, database.key))
         elif row["database_name"] == database.name:
             live.others.append(LiveObject("database", row["id"], row["uuid"], row["database_name"], {}))
-    if database.uuid in live.objects:  # datasets and charts of this tenant live in its database
-        _read_datasets_and_charts(client, state, live, live.objects[database.uuid].id)
-    _read_dashboards(client, state, live)
-    return live
+    found = live.objects.get(database.uuid)
+    return found.id if found else None
 
 
 def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live: LiveState, database_id: int) -> None:
     desired = state.by_uuid()
     dataset_filter = [{"col": "database", "opr": "rel_o_m", "value": database_id}]
+    datasets = []
     for row in client.iter_list("dataset", dataset_filter, columns=DATASET_COLUMNS):
         fields = {k: row.get(k) for k in DATASET_COLUMNS[2:-1]}
         fields["database_id"] = (row.get("database") or {}).get("id")
@@ -82,28 +91,28 @@ def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live:
         obj = LiveObject("dataset", row["id"], row["uuid"], marker.key if marker else row["table_name"], fields, marker)
         if row["uuid"] in desired or _owned(obj.marker, state):
             live.add(obj)
+            datasets.append(obj)
         else:
             live.others.append(obj)
-
-    for dataset in [o for o in live.objects.values() if o.kind == "dataset"]:
+    for dataset in datasets:
         chart_filter = [{"col": "datasource_id", "opr": "eq", "value": dataset.id}]
         for row in client.iter_list("chart", chart_filter, columns=CHART_COLUMNS):
             fields = {k: row.get(k) for k in CHART_COLUMNS[2:]}
             marker = parse_marker(row.get("certification_details"))
             name = marker.key if marker else row["slice_name"]
-            obj = LiveObject("chart", row["id"], row["uuid"], name, fields, marker)
-            if row["uuid"] in desired or _owned(obj.marker, state):
-                live.add(obj)
+            if row["uuid"] in desired or _owned(marker, state):
+                live.add(LiveObject("chart", row["id"], row["uuid"], name, fields, marker))
 
 
 def _read_dashboards(client: SupersetClient, state: DesiredState, live: LiveState) -> None:
+    """Owned dashboards with their details; a stranger holding one of our slugs becomes a conflict."""
     desired = state.by_uuid()
-    slugs = {o.payload({})["slug"]: o.uuid for o in state.by_kind("dashboard")}
+    slugs = {deployed_slug(state.tenant.name, o.key.key) for o in state.by_kind("dashboard")}
     for row in client.iter_list("dashboard", columns=DASHBOARD_COLUMNS):
         marker = parse_marker(row.get("certification_details"))
         if row["uuid"] in desired or _owned(marker, state):
-            detail = client.get(f"/api/v1/dashboard/{row['id']}")["result"]
-            fields = {k: detail.get(k) for k in DASHBOARD_DETAIL}
+            found = client.get(f"/api/v1/dashboard/{row['id']}")["result"]
+            fields = {k: found.get(k) for k in DASHBOARD_DETAIL}
             live.add(LiveObject("dashboard", row["id"], row["uuid"], row["slug"] or "", fields, marker))
         elif row.get("slug") in slugs:
             live.others.append(LiveObject("dashboard", row["id"], row["uuid"], row["slug"], {}))
