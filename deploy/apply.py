@@ -38,11 +38,14 @@ def apply_plan(client: SupersetClient, plan: Plan, progress: Progress) -> ApplyR
     if upserts:
         objects = [c.desired for c in upserts if c.desired is not None]
         bundle, passwords = build_bundle(plan.state, objects, plan.live.ids)
+        # sparse: references to objects already in Superset resolve by UUID (nothing to resolve when
+        # the tenant is brand new, and then the importer can skip loading every mapping)
+        sparse = "true" if plan.live.objects else "false"
         try:
             client.post(
                 "/api/v1/assets/import/",
                 files={"bundle": ("pfill_bundle.zip", bundle, "application/zip")},
-                data={"passwords": json.dumps(passwords), "sparse": "true"},
+                data={"passwords": json.dumps(passwords), "sparse": sparse},
             )
         except SupersetError as exc:
             raise ApplyError(
