@@ -66,9 +66,11 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
         _stage(3, f"demo data for tenant {settings.tenant}: present, reused (--fresh to regenerate)")
     latest = "SELECT COUNT(*) FROM pfill_run_history WHERE tenant_id = :tenant AND status = 'Complete'"
     if fresh or not _has_rows(settings, latest):
-        _stage(4, "engine run")
-        ctx.invoke(run_command, tenant=None, scoring="price", strategy="optimal", keep=None, as_of=None,
-                   as_json=False)
+        # two runs, so the hub has a history: the staged greedy as a baseline, then the optimiser
+        for strategy in ("greedy", "optimal"):
+            _stage(4, f"engine run ({strategy})")
+            ctx.invoke(run_command, tenant=None, scoring="price", strategy=strategy, keep=None, as_of=None,
+                       as_json=False)
     else:
         _stage(4, "engine run: a Complete run exists, reused (--fresh to run again)")
 
