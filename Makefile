@@ -38,3 +38,10 @@ demo-down: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Figures, not pass/fail: each script prints its numbers against a baseline measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_engine.py
+	$(BIN)/python tests/benchmarks/bench_allocation.py
+	$(BIN)/python tests/benchmarks/bench_queries.py
+	$(BIN)/python tests/benchmarks/bench_deploy.py
