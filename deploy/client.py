@@ -221,13 +221,6 @@ class SupersetClient:
         found = list(self.iter_list(resource, [{"col": "uuid", "opr": "eq", "value": uuid}]))
         return found[0] if found else None
 
-    def health(self) -> bool:
-        try:
-            response = self.session.get(f"{self.url}/health", timeout=5)
-        except requests.RequestException:
-            return False
-        return response.ok
-
     def close(self) -> None:
         self.session.close()
 

@@ -21,7 +21,8 @@ from pfill.config import Environment, Tenant
 from pfill.errors import ConfigError
 
 from .charts import chart_params, query_context
-from .identity import MANAGER, ObjectKey
+from .identity import MANAGER, ObjectKey, deployed_slug
+from .layout import dashboard_metadata, position_json
 from .queries import Query
 from .specs import ChartSpec, LoadedSpec
 
@@ -37,7 +38,6 @@ class DesiredObject:
     name: str
     payload: Callable[[Ids], dict[str, Any]]  # the object's fields (bundle.py writes them as import files)
     compared: tuple[str, ...]  # payload fields compared with the live object
-    source: Path | None = None  # where the definition lives, for messages
     query: Query | None = None  # datasets: the query behind them
     chart: ChartSpec | None = None  # charts: the spec behind them
     dataset_name: str | None = None  # charts: the query their dataset holds
@@ -68,10 +68,6 @@ class DesiredState:
         return self.by_kind("database")[0]
 
 
-def deployed_slug(tenant: str, slug: str) -> str:
-    return f"pfill-{tenant}-{slug}"
-
-
 def dataset_name(query: str, env: str, tenant: str) -> str:
     """Dataset names carry environment and tenant: Superset on SQLite metadata keeps a legacy UNIQUE
     constraint on the bare table name across all databases."""
@@ -91,6 +87,16 @@ def _external_url(path: Path | None) -> str | None:
     if base and path is not None:
         return f"{base.rstrip('/')}/{path.parent.name}/{path.name}"
     return path.resolve().as_uri() if path is not None else None
+
+
+def _managed(key: ObjectKey, source: Path) -> dict[str, Any]:
+    """The marker fields of a chart or dashboard: certified by this kit, with the key prune reads."""
+    return {
+        "certified_by": MANAGER,
+        "certification_details": key.marker,
+        "is_managed_externally": True,
+        "external_url": _external_url(source),
+    }
 
 
 def _json(value: Any) -> str:
@@ -159,7 +165,7 @@ class StateBuilder:
 
         return DesiredObject(
             key, query.name, payload, ("database_id", "table_name", "schema", "sql", "description", "extra"),
-            source=query.template_path, query=query,
+            query=query,
         )
 
     # -- charts ------------------------------------------------------------------------------------
@@ -178,23 +184,18 @@ class StateBuilder:
                 "description": chart.description or None,
                 "params": _json(params),
                 "query_context": _json(query_context(chart, dataset_id, params)),
-                "certified_by": MANAGER,
-                "certification_details": key.marker,
-                "is_managed_externally": True,
-                "external_url": _external_url(loaded.path),
+                **_managed(key, loaded.path),
             }
 
         return DesiredObject(
             key, f"{loaded.spec.slug}/{chart.key}", payload,
             ("slice_name", "viz_type", "datasource_id", "description", "params", "certified_by",
              "certification_details"),
-            source=loaded.path, chart=chart, dataset_name=loaded.chart_dataset(chart),
+            chart=chart, dataset_name=loaded.chart_dataset(chart),
         )
 
     # -- dashboards --------------------------------------------------------------------------------
     def dashboard(self, loaded: LoadedSpec) -> DesiredObject:
-        from .layout import dashboard_metadata, position_json  # layout needs the builder's keys
-
         spec = loaded.spec
         key = self.key("dashboard", spec.slug)
         slug = deployed_slug(self.tenant.name, spec.slug)
@@ -207,15 +208,11 @@ class StateBuilder:
                 "css": "",
                 "position_json": _json(position_json(self, loaded, ids)),
                 "json_metadata": _json(dashboard_metadata(self, loaded, ids)),
-                "certified_by": MANAGER,
-                "certification_details": key.marker,
-                "is_managed_externally": True,
-                "external_url": _external_url(loaded.path),
+                **_managed(key, loaded.path),
             }
 
         return DesiredObject(
             key, slug, payload,
             ("dashboard_title", "slug", "published", "position_json", "json_metadata", "certified_by",
              "certification_details"),
-            source=loaded.path,
         )

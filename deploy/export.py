@@ -19,8 +19,7 @@ from pfill.errors import UsageError
 
 from .charts import chart_params
 from .client import SupersetClient
-from .desired import deployed_slug
-from .identity import parse_marker
+from .identity import deployed_slug, parse_marker
 from .live import _dataset_marker
 from .specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
 

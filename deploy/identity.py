@@ -39,6 +39,11 @@ class ObjectKey:
         )
 
 
+def deployed_slug(tenant: str, slug: str) -> str:
+    """Dashboard slugs are global in Superset: the tenant keeps each tenant's apart."""
+    return f"pfill-{tenant}-{slug}"
+
+
 def parse_marker(text: str | None) -> ObjectKey | None:
     match = _MARKER.search(text or "")
     if not match:

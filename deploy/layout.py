@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from .identity import deployed_slug
 from .specs import LoadedSpec
 
 if TYPE_CHECKING:
@@ -16,8 +17,6 @@ METADATA_COMPARED = ("native_filter_configuration", "cross_filters_enabled", "re
 
 
 def position_json(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[str, Any]:
-    from .desired import deployed_slug
-
     spec = loaded.spec
     charts = {c.key: c for c in spec.charts}
     markdown = {m.key: m for m in spec.markdown}

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import SupersetClient
-from .desired import DesiredState, deployed_slug
-from .identity import ObjectKey, parse_marker
+from .desired import DesiredState
+from .identity import ObjectKey, deployed_slug, parse_marker
 
 DATASET_COLUMNS = ["id", "uuid", "table_name", "schema", "sql", "description", "extra", "database.id"]
 CHART_COLUMNS = ["id", "uuid", "slice_name", "viz_type", "datasource_id", "description", "params",

@@ -61,9 +61,9 @@ def cli(ctx: click.Context, home: str | None, db: str | None, config: str | None
 
 def _register() -> None:
     from .demo import demo_cmd
-    from .deploy.stack_cli import COMMANDS as stack_commands
     from .deploy.deploy_cli import COMMANDS as deploy_commands
     from .deploy.query_cli import COMMANDS as query_commands
+    from .deploy.stack_cli import COMMANDS as stack_commands
     from .engine.cli import COMMANDS as engine_commands
 
     for command in [*stack_commands, *engine_commands, *query_commands, *deploy_commands, demo_cmd]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pfill.deploy.desired import deployed_slug
+from pfill.deploy.identity import deployed_slug
 from pfill.deploy.specs import DashboardSpec, load_specs
 
 if TYPE_CHECKING:
