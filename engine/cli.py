@@ -162,6 +162,15 @@ def runs_show(settings: Settings, run_id: str, tenant: str | None, as_json: bool
         click.echo(f"{key:<28} {json.dumps(value, default=str) if isinstance(value, dict) else value}")
 
 
+@runs_group.command("latest")
+@_TENANT
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
+    """The tenant's newest run (the same as `pfill runs show latest`)."""
+    ctx.invoke(runs_show, run_id="latest", tenant=tenant, as_json=as_json)
+
+
 @runs_group.command("cancel")
 @click.argument("run_id")
 @pass_settings
