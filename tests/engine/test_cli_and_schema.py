@@ -37,6 +37,7 @@ def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
                                         "synthetic"}
     shown = json.loads(runner.invoke(cli, [*base, "runs", "show", "latest", "--json"]).stdout)
     assert shown["run_id"] == run["run_id"]
+    assert json.loads(runner.invoke(cli, [*base, "runs", "latest", "--json"]).stdout) == shown
     # the default strategy is the optimiser, with its certificate in the run history
     assert shown["strategy"] == "optimal" and shown["solver_seconds"] >= 0
     assert shown["lp_bound"] >= shown["objective_value"] and 0 <= shown["gap_pct"] < 5
