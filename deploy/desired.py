@@ -82,11 +82,12 @@ def masked_uri(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _external_url(path: Path | None) -> str | None:
+def _external_url(path: Path) -> str:
+    """Where a managed object is defined: PFILL_EXTERNAL_URL (a repository URL) or the file itself."""
     base = os.environ.get("PFILL_EXTERNAL_URL")
-    if base and path is not None:
+    if base:
         return f"{base.rstrip('/')}/{path.parent.name}/{path.name}"
-    return path.resolve().as_uri() if path is not None else None
+    return path.resolve().as_uri()
 
 
 def _managed(key: ObjectKey, source: Path) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def lint_one(query: Query, dialect: str) -> list[Finding]:
     # The Superset form is what a dataset holds; with its query-time Jinja at the defaults it must
     # still parse. The deploy-time form without Superset Jinja is checked by the same path.
     try:
-        raw = query.render_lines(dialect, superset=True)
+        raw = query.render(dialect, superset=True, trim=False)
         sql = neutralise_superset_jinja(raw, str(query.template_path))
     except TemplateError as exc:
         return [Finding(exc.path, exc.line, "render", exc.reason, query.name)]

@@ -5,7 +5,7 @@
 
 Python API (what lint, preview and the dataset builder use):
     load_queries(folder=None) -> dict[str, Query]
-    Query.render(dialect, tenant="demo", run_id=None, schema=None, superset=False, params=None) -> str
+    Query.render(dialect, tenant="demo", run_id=None, schema=None, superset=False, params=None, trim=True) -> str
     Query.columns / Query.column_names / Query.parameters
 """
 
@@ -133,27 +133,16 @@ class Query:
         schema: str | None = None,
         superset: bool = False,
         params: dict[str, Any] | None = None,
+        trim: bool = True,
     ) -> str:
         """The SQL for one dialect.
 
         superset=True: the text a Superset virtual dataset holds, with Superset's query-time Jinja
         (the run filter) left in place. superset=False: plain SQL to run directly; Superset Jinja is
         evaluated with its defaults (no filter set: the latest Complete run).
+        trim=False keeps the template's lines: line N of the output is line N of the template as long
+        as its macros and blocks emit no extra lines (lint relies on it to name lines).
         """
-        sql = self.render_lines(dialect, tenant, run_id, schema, superset, params)
-        return sql.strip() + "\n"
-
-    def render_lines(
-        self,
-        dialect: str,
-        tenant: str = DEFAULT_TENANT,
-        run_id: str | None = None,
-        schema: str | None = None,
-        superset: bool = False,
-        params: dict[str, Any] | None = None,
-    ) -> str:
-        """Like render, without trimming: line N of the output is line N of the template as long as
-        the template's macros and blocks emit no extra lines (lint relies on it to name lines)."""
         check_dialect(dialect)
         context = {
             "dialect": dialect,
@@ -172,7 +161,7 @@ class Query:
         sql = self._render_template(context)
         if not superset:
             sql = neutralise_superset_jinja(sql, str(self.template_path))
-        return sql
+        return sql.strip() + "\n" if trim else sql
 
     # -- helpers ---------------------------------------------------------------------------------
     def _table(self, name: str, dialect: str, schema: str | None) -> str:

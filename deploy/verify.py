@@ -82,7 +82,11 @@ def verify(
     checks: list[Check] = []
     tenant = state.tenant
     engine = sa.create_engine(tenant.database_url)
-    datasets = {o.name: o for o in state.by_kind("dataset")}
+    # each dataset's SQL as run directly (Superset Jinja at its defaults), rendered once
+    direct_sql = {
+        o.name: o.query.render(tenant.dialect, tenant=tenant.name, schema=tenant.schema)
+        for o in state.by_kind("dataset") if o.query is not None
+    }
     try:
         with engine.connect() as conn:
             for obj in state.by_kind("chart"):
@@ -100,11 +104,9 @@ def verify(
                     error = result.get("error")
                 except SupersetError as exc:
                     error = str(exc)
-                query = datasets[obj.dataset_name or ""].query
-                assert query is not None
                 shape = query_shape(obj.chart)
-                direct_sql = query.render(tenant.dialect, tenant=tenant.name, schema=tenant.schema)
-                direct = int(conn.execute(sa.text(count_sql(direct_sql, shape, tenant.dialect))).scalar_one())
+                sql = count_sql(direct_sql[obj.dataset_name or ""], shape, tenant.dialect)
+                direct = int(conn.execute(sa.text(sql)).scalar_one())
                 direct = min(direct, shape.row_limit)
                 ok = error is None and superset_rows == direct
                 message = error or ("" if ok else f"Superset returned {superset_rows} rows, the database {direct}")
