@@ -18,6 +18,7 @@ from pfill.config import Settings
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
 EXPECTED = {"database": 1, "dataset": 8, "chart": 25, "dashboard": 8}
+BASE_TENANTS = ["lite", "pg"]  # SQLite and PostgreSQL engine output
 
 
 def _counts(found: dict[str, list[dict]]) -> dict[str, int]:
@@ -25,7 +26,7 @@ def _counts(found: dict[str, list[dict]]) -> dict[str, int]:
 
 
 def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target, managed_objects) -> None:
-    deploy_target.write_env("it")
+    deploy_target.write_env("it", BASE_TENANTS)
     first = deploy_target.pfill("apply", "--env", "it", "--yes", "--json")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -43,8 +44,15 @@ def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target,
     assert plan.stdout.count("No changes: 42 objects match the specs.") == 2
 
 
+def _deployed(deploy_target, env: str) -> None:
+    """Make the test stand alone: apply (a no-op when an earlier test already deployed it)."""
+    deploy_target.write_env(env, BASE_TENANTS)
+    applied = deploy_target.pfill("apply", "--env", env, "--yes")
+    assert applied.exit_code == 0, applied.output
+
+
 def test_verify_passes_on_all_25_charts_per_tenant(deploy_target) -> None:
-    deploy_target.write_env("it")
+    _deployed(deploy_target, "it")
     result = deploy_target.pfill("verify", "--env", "it", "--json")
     assert result.exit_code == 0, result.output
     checks = json.loads(result.stdout)
@@ -186,7 +194,7 @@ def test_prune_interrupted_half_way_converges_without_duplicates(deploy_target, 
 def test_slug_taken_by_another_environment_is_a_conflict_before_any_write(deploy_target, managed_objects) -> None:
     """Dashboard slugs are per tenant: a second environment deploying the same tenant to the same
     Superset is refused at plan time, and apply writes nothing."""
-    deploy_target.write_env("it")
+    _deployed(deploy_target, "it")
     deploy_target.write_env("clash", ["lite"])
     plan = deploy_target.pfill("plan", "--env", "clash")
     assert plan.exit_code == 1
@@ -198,7 +206,7 @@ def test_slug_taken_by_another_environment_is_a_conflict_before_any_write(deploy
 
 
 def test_export_validate_plan_round_trip(deploy_target, tmp_path: Path) -> None:
-    deploy_target.write_env("it")
+    _deployed(deploy_target, "it")
     slugs = ["hub", "allocation-guide", "trade-recap", "switching", "pool-candidates", "existing-disposition",
              "pooling-guide", "cash-trade-slotting"]
     args = [a for s in slugs for a in ("--dashboard", f"pfill-lite-{s}")]
