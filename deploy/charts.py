@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .specs import UNARY_OPS, ChartSpec, SqlMetric, WhereSpec, metric_columns, metric_label
+from pfill.dashboards.specs import UNARY_OPS, ChartSpec, SqlMetric, WhereSpec, metric_columns, metric_label
 
 
 def superset_metric(metric: str | SqlMetric) -> dict[str, Any]:

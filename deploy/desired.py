@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pfill.dashboards.specs import ChartSpec, LoadedSpec
+from pfill.queries.catalog import Query
 from sqlalchemy.engine import make_url
 
 from pfill.config import Environment, Tenant
@@ -23,8 +25,6 @@ from pfill.errors import ConfigError
 from .charts import chart_params, query_context
 from .identity import MANAGER, ObjectKey, deployed_slug
 from .layout import dashboard_metadata, position_json
-from .queries import Query
-from .specs import ChartSpec, LoadedSpec
 
 Ids = dict[str, int]
 KINDS = ("database", "dataset", "chart", "dashboard")  # dependency order: create in it, delete against it

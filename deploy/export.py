@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pfill.dashboards.specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
 
 from pfill.errors import UsageError
 
@@ -21,7 +22,6 @@ from .charts import chart_params
 from .client import SupersetClient
 from .identity import deployed_slug, parse_marker
 from .live import _dataset_marker
-from .specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
 
 # form-data keys Superset or the UI add that are not part of a chart's definition
 IGNORED_PARAMS = {"slice_id", "dashboards", "extra_form_data", "url_params", "force", "result_format",

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from pfill.dashboards.specs import LoadedSpec
+
 from .identity import deployed_slug
-from .specs import LoadedSpec
 
 if TYPE_CHECKING:
     from .desired import Ids, StateBuilder

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from pfill.errors import PfillError
+from pfill.processes import pid_alive
 from pfill.secrets import MASK, mask_text
 
 from .client import wait_until_healthy
@@ -58,20 +59,6 @@ def _tail(path: Path, lines: int = 25) -> str:
     if not path.exists():
         return "(no log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped) is not alive for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -139,7 +126,7 @@ class LocalSuperset:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def admin_password(self) -> str:
         return self.password_file.read_text().strip()

@@ -9,13 +9,12 @@ import time
 import click
 
 from pfill.config import Settings
+from pfill.options import json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 from pfill.secrets import mask_url
 
 from .client import SupersetClient
 from .local_superset import LocalSuperset
-
-pass_settings = click.make_pass_decorator(Settings)
 
 
 def _stack(settings: Settings, port: int | None = None) -> LocalSuperset:
@@ -59,7 +58,7 @@ def superset_down(settings: Settings) -> None:
 
 
 @superset_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_settings
 def superset_status(settings: Settings, as_json: bool) -> None:
     """Show url, pid, version and health of the local Superset. Exit 1 when it is not running."""
@@ -104,7 +103,7 @@ def env_group() -> None:
 
 
 @env_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_settings
 def env_list(settings: Settings, as_json: bool) -> None:
     """List environments with their Superset URL and tenants (passwords masked)."""
@@ -135,7 +134,7 @@ def env_list(settings: Settings, as_json: bool) -> None:
 
 @env_group.command("check")
 @click.option("--env", "env_name", help="Environment name [env PFILL_ENV; local].")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_settings
 def env_check(settings: Settings, env_name: str | None, as_json: bool) -> None:
     """Log into the environment's Superset and count the databases it shows. Exit 1 if login fails."""

@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlglot
+from pfill.dashboards.specs import WhereSpec
 from sqlglot import exp
 
 from .charts import QueryShape, query_shape
 from .client import SupersetClient, SupersetError
 from .desired import DesiredState
-from .specs import WhereSpec
 
 SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"}
 

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pfill.errors import ConflictError, PfillError
+from pfill.processes import pid_alive
 
 from . import schema
 from .context import utcnow, write_log
@@ -146,23 +147,9 @@ def finish_run(engine: sa.Engine, run_id: str, tenant: str, status: str, **value
 def _process_alive(run: dict[str, Any]) -> bool:
     """True when the run's process is known to be alive (same host, pid answers). Other hosts: by heartbeat."""
     if run.get("host") == _host() and run.get("pid"):
-        try:
-            os.kill(int(run["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _not_zombie(int(run["pid"]))
+        return pid_alive(int(run["pid"]))
     beat = run.get("heartbeat_at")
     return beat is not None and utcnow() - beat < timedelta(seconds=STALE_SECONDS)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:

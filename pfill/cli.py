@@ -41,8 +41,6 @@ def _debug(ctx: click.Context) -> bool:
     return bool((root.params or {}).get("debug")) or os.environ.get("PFILL_DEBUG") == "1"
 
 
-pass_settings = click.make_pass_decorator(Settings)
-
 
 @click.group(cls=PfillGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="pfill")
@@ -61,10 +59,10 @@ def cli(ctx: click.Context, home: str | None, db: str | None, config: str | None
 
 def _register() -> None:
     from .demo import demo_cmd
-    from .deploy.deploy_cli import COMMANDS as deploy_commands
-    from .deploy.query_cli import COMMANDS as query_commands
+    from .deploy.cli import COMMANDS as deploy_commands
     from .deploy.stack_cli import COMMANDS as stack_commands
     from .engine.cli import COMMANDS as engine_commands
+    from .queries.cli import COMMANDS as query_commands
 
     for command in [*stack_commands, *engine_commands, *query_commands, *deploy_commands, demo_cmd]:
         cli.add_command(command)

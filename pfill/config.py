@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from .dialects import DIALECTS, dialect_of
 from .errors import ConfigError
 from .yamlfile import LocatedYaml, load_located
 
@@ -26,20 +27,8 @@ LOCAL_ENV = "local"
 DEFAULT_TENANT = "demo"
 DEFAULT_SUPERSET_PORT = 8088
 DEFAULT_SUPERSET_USER = "admin"
-DIALECTS = ("sqlite", "postgresql", "mssql")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-
-
-def dialect_of(url: str) -> str:
-    """The report dialect (sqlite, postgresql, mssql) of a SQLAlchemy URL."""
-    try:
-        backend = make_url(url).get_backend_name()
-    except Exception as exc:
-        raise ConfigError(f"not a database URL: {url!r}") from exc
-    if backend not in DIALECTS:
-        raise ConfigError(f"unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
-    return backend
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     Prints the URL, user and password at the end. Stop the server with `pfill superset down`.
     """
     from pfill.deploy.apply import apply_plan
-    from pfill.deploy.deploy_cli import connect, desired_states
+    from pfill.deploy.cli import connect, desired_states
     from pfill.deploy.live import read_live
     from pfill.deploy.local_superset import LocalSuperset
     from pfill.deploy.plan import make_plan

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from pfill.deploy.apply import apply_plan  # noqa: E402
 from pfill.deploy.client import SupersetClient  # noqa: E402
-from pfill.deploy.deploy_cli import desired_states  # noqa: E402
+from pfill.deploy.cli import desired_states  # noqa: E402
 from pfill.deploy.desired import DesiredState  # noqa: E402
 from pfill.deploy.live import read_live  # noqa: E402
 from pfill.deploy.local_superset import LocalSuperset  # noqa: E402

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.deploy.preview import count_sql
-from pfill.deploy.queries import load_queries
+from pfill.queries.preview import count_sql
+from pfill.queries.catalog import load_queries
 
 from pfill.cli import cli
 from pfill.output import format_table

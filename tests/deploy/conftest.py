@@ -60,12 +60,12 @@ class DeployTarget:
 
     def copy_sources(self, name: str) -> tuple[Path, Path]:
         """Editable copies of the packaged queries and dashboards."""
-        from pfill.deploy.render import PACKAGED_QUERIES
-        from pfill.deploy.specs import packaged_dashboards
+        from pfill.queries.template import PACKAGED_QUERIES
+        from pfill.dashboards.specs import packaged_dashboards
 
         queries, dashboards = self.work / name / "queries", self.work / name / "dashboards"
-        shutil.copytree(PACKAGED_QUERIES, queries, ignore=shutil.ignore_patterns("__*"))
-        shutil.copytree(packaged_dashboards(), dashboards, ignore=shutil.ignore_patterns("__*"))
+        shutil.copytree(PACKAGED_QUERIES, queries, ignore=shutil.ignore_patterns("__*", "*.py"))
+        shutil.copytree(packaged_dashboards(), dashboards, ignore=shutil.ignore_patterns("__*", "*.py"))
         return queries, dashboards
 
 

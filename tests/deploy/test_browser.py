@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pfill.deploy.identity import deployed_slug
-from pfill.deploy.specs import DashboardSpec, load_specs
+from pfill.dashboards.specs import DashboardSpec, load_specs
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

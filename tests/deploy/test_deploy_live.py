@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pfill.deploy.apply import ApplyError, apply_plan
 from pfill.deploy.client import SupersetClient
-from pfill.deploy.deploy_cli import desired_states
+from pfill.deploy.cli import desired_states
 from pfill.deploy.live import read_live
 from pfill.deploy.plan import make_plan
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pfill.deploy.render import PACKAGED_QUERIES
+from pfill.queries.template import PACKAGED_QUERIES
 
 
 @pytest.fixture

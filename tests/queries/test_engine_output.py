@@ -12,8 +12,8 @@ import jinja2
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.deploy import preview
-from pfill.deploy.queries import load_queries
+from pfill.queries import preview
+from pfill.queries.catalog import load_queries
 
 from pfill.cli import cli
 

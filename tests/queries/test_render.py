@@ -5,9 +5,9 @@ from __future__ import annotations
 import jinja2
 import pytest
 import sqlglot
-from pfill.deploy.preview import count_sql, pretty
-from pfill.deploy.queries import load_queries
-from pfill.deploy.render import SQLGLOT_DIALECT, has_superset_jinja, neutralise_superset_jinja
+from pfill.queries.preview import count_sql, pretty
+from pfill.queries.catalog import load_queries
+from pfill.queries.template import SQLGLOT_DIALECT, has_superset_jinja, neutralise_superset_jinja
 from sqlglot import exp
 
 from pfill.config import DIALECTS

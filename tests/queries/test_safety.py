@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlglot
-from pfill.deploy.queries import load_queries
-from pfill.deploy.render import SQLGLOT_DIALECT, sql_literal
+from pfill.queries.catalog import load_queries
+from pfill.queries.template import SQLGLOT_DIALECT, sql_literal
 from sqlglot import exp
 
 from pfill.config import DIALECTS

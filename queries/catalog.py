@@ -22,7 +22,7 @@ from pfill.config import DEFAULT_TENANT
 from pfill.errors import ConfigError, UsageError
 from pfill.yamlfile import LocatedYaml, load_located
 
-from .render import (
+from .template import (
     PACKAGED_QUERIES,
     SqlLiteral,
     check_dialect,

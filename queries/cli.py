@@ -8,15 +8,16 @@ from typing import Any
 
 import click
 
-from pfill.config import DIALECTS, Settings, dialect_of
+from pfill.config import Settings
+from pfill.dialects import DIALECTS, dialect_of
 from pfill.errors import EXIT_ERROR, UsageError
+from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, format_table, info, print_table
 
 from . import preview as runner
+from .catalog import Query, get_query, load_queries
 from .lint import lint_queries
-from .queries import Query, get_query, load_queries
 
-pass_settings = click.make_pass_decorator(Settings)
 _queries_option = click.option(
     "--queries", "queries_dir", type=click.Path(file_okay=False),
     help="Folder of *.sql.j2 + *.yaml queries [the packaged queries].",
@@ -25,7 +26,7 @@ _queries_option = click.option(
 
 @click.command("lint")
 @_queries_option
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option("Print the findings as JSON.")
 def lint(queries_dir: str | None, as_json: bool) -> None:
     """Render every query for every dialect, parse it with sqlglot and check it.
 
@@ -61,7 +62,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @_queries_option
 @click.option("--all", "all_queries", is_flag=True, help="Every query (with --execute: name, rows, ms).")
 @click.option("--dialect", type=click.Choice(DIALECTS), help="SQL dialect [the database's].")
-@click.option("--tenant", help="Tenant [env PFILL_TENANT; demo].")
+@tenant_option()
 @click.option("--run-id", help="Run to show [the latest Complete run of the tenant].")
 @click.option("--schema", help="Schema holding the tables [the connection's default].")
 @click.option("-p", "--param", "param_values", multiple=True, metavar="NAME=VALUE",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pfill.deploy.queries import load_queries
-from pfill.deploy.specs import json_schema, load_specs, packaged_dashboards, validate_specs
+from pfill.queries.catalog import load_queries
+from pfill.dashboards.specs import json_schema, load_specs, packaged_dashboards, validate_specs
 
 from pfill.cli import cli
 from pfill.errors import ConfigError

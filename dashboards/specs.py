@@ -24,12 +24,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pfill.queries.catalog import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pfill.errors import ConfigError
 from pfill.yamlfile import LocatedYaml, load_located
-
-from .queries import Query
 
 KEY = r"^[a-z][a-z0-9_]{0,62}$"
 SLUG = r"^[a-z][a-z0-9-]{0,62}$"

@@ -11,9 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from pfill.dashboards.specs import LoadedSpec, json_schema, load_specs, validate_specs
+from pfill.queries.catalog import load_queries
 
 from pfill.config import Environment, Settings
 from pfill.errors import EXIT_USAGE, ConfigError, PfillError, UsageError
+from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 
 from .apply import apply_plan
@@ -22,11 +25,7 @@ from .desired import DesiredState, StateBuilder
 from .export import export_dashboard, write_export
 from .live import read_live
 from .plan import Plan, make_plan, render_plan
-from .queries import load_queries
-from .specs import LoadedSpec, json_schema, load_specs, validate_specs
 from .verify import verify
-
-pass_settings = click.make_pass_decorator(Settings)
 
 
 class VerifyFailed(PfillError):
@@ -44,7 +43,7 @@ def target_options(command: click.Command) -> click.Command:
     command = click.option("--tenant", "tenants", multiple=True, help="Tenant(s) to deploy [all of the environment].")(
         command
     )
-    return click.option("--env", "env_name", help="Environment [env PFILL_ENV; local].")(command)
+    return env_option()(command)
 
 
 def load_valid_sources(queries_dir: Path | None, dashboards_dir: Path | None) -> tuple[dict, list[LoadedSpec]]:
@@ -86,7 +85,7 @@ def _plans(client: SupersetClient, states: list[DesiredState], prune: bool) -> l
 
 @click.command("validate")
 @source_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def validate_cmd(queries_dir: Path | None, dashboards_dir: Path | None, as_json: bool) -> None:
     """Check the dashboard specs against their schema and the queries' declared columns.
 
@@ -122,7 +121,7 @@ def schema_cmd(out: Path | None) -> None:
 @target_options
 @source_options
 @click.option("--prune", is_flag=True, help="Count deletions of managed objects that left the specs as changes.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_settings
 def plan_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
              dashboards_dir: Path | None, prune: bool, as_json: bool) -> None:
@@ -148,7 +147,7 @@ def plan_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...],
 @source_options
 @click.option("--prune", is_flag=True, help="Also delete managed objects that left the specs.")
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@json_option("Print a JSON summary.")
 @pass_settings
 def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
               dashboards_dir: Path | None, prune: bool, yes: bool, as_json: bool) -> None:
@@ -182,7 +181,7 @@ def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...]
 @click.command("verify")
 @target_options
 @source_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_settings
 def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
                dashboards_dir: Path | None, as_json: bool) -> None:
@@ -217,8 +216,8 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
               help="Dashboard to export (repeat for more).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
               show_default=True, help="Folder for dashboards/ and queries/.")
-@click.option("--env", "env_name", help="Environment [env PFILL_ENV; local].")
-@click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
+@env_option()
+@json_option("Print the written files as JSON.")
 @pass_settings
 def export_cmd(settings: Settings, refs: tuple[str, ...], out: Path, env_name: str | None, as_json: bool) -> None:
     """Write existing Superset dashboards, their charts and datasets as specs in this kit's format.

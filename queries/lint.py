@@ -24,8 +24,8 @@ from sqlglot.tokens import TokenType
 from pfill.config import DIALECTS
 from pfill.errors import PfillError
 
-from .queries import Query, TemplateError
-from .render import SQLGLOT_DIALECT, neutralise_superset_jinja
+from .catalog import Query, TemplateError
+from .template import SQLGLOT_DIALECT, neutralise_superset_jinja
 
 
 @dataclass

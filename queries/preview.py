@@ -20,7 +20,7 @@ from sqlglot import exp
 from pfill.errors import PfillError
 from pfill.secrets import mask_url
 
-from .render import SQLGLOT_DIALECT
+from .template import SQLGLOT_DIALECT
 
 _WITH = "with_" if "with_" in exp.Select.arg_types else "with"  # the arg's name moved in sqlglot 26
 
