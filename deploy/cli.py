@@ -5,27 +5,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import click
-from pfill.dashboards.specs import LoadedSpec, json_schema, load_specs, validate_specs
-from pfill.queries.catalog import load_queries
 
-from pfill.config import Environment, Settings
-from pfill.errors import EXIT_USAGE, ConfigError, PfillError, UsageError
+from pfill.config import Settings
+from pfill.dashboards.specs import json_schema
+from pfill.errors import EXIT_USAGE, PfillError, UsageError
 from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 
-from .apply import apply_plan
-from .client import SupersetClient
-from .desired import DesiredState, StateBuilder
 from .export import export_dashboard, write_export
-from .live import read_live
-from .plan import Plan, make_plan, render_plan
-from .verify import verify
+from .plan import render_plan
+from .project import Project, Sources, connect
 
 
 class VerifyFailed(PfillError):
@@ -46,43 +39,6 @@ def target_options(command: click.Command) -> click.Command:
     return env_option()(command)
 
 
-def load_valid_sources(queries_dir: Path | None, dashboards_dir: Path | None) -> tuple[dict, list[LoadedSpec]]:
-    """Queries and specs, fully validated before anything talks to Superset."""
-    queries = load_queries(queries_dir)
-    specs = load_specs(dashboards_dir)
-    problems = validate_specs(specs, queries)
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in the dashboard specs:\n  " + "\n  ".join(problems))
-    return queries, specs
-
-
-def desired_states(
-    settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
-    dashboards_dir: Path | None,
-) -> tuple[Environment, list[DesiredState]]:
-    env = settings.environment(env_name)
-    queries, specs = load_valid_sources(queries_dir, dashboards_dir)
-    unknown = [t for t in tenants if t not in env.tenants]
-    if unknown:
-        raise UsageError(f"environment {env.name} has no tenant {', '.join(unknown)}; it has: "
-                         f"{', '.join(env.tenants) or 'none'}")
-    chosen = [env.tenants[t] for t in (tenants or tuple(env.tenants))]
-    if not chosen:
-        raise ConfigError(f"environment {env.name} has no tenants to deploy")
-    return env, [StateBuilder(env, tenant, queries, specs).build() for tenant in chosen]
-
-
-@contextmanager
-def connect(env: Environment) -> Iterator[SupersetClient]:
-    with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
-        client.login()
-        yield client
-
-
-def _plans(client: SupersetClient, states: list[DesiredState], prune: bool) -> list[Plan]:
-    return [make_plan(state, read_live(client, state), prune=prune) for state in states]
-
-
 @click.command("validate")
 @source_options
 @json_option()
@@ -91,12 +47,13 @@ def validate_cmd(queries_dir: Path | None, dashboards_dir: Path | None, as_json:
 
     Every problem names its file and line. Exit 1 when there is any.
     """
-    queries, specs = load_valid_sources(queries_dir, dashboards_dir)
+    sources = Sources.load(queries_dir, dashboards_dir)
+    specs = sources.specs
     summary = {
         "dashboards": len(specs),
         "charts": sum(len(s.spec.charts) for s in specs),
         "datasets": len({s.chart_dataset(c) for s in specs for c in s.spec.charts}),
-        "queries": len(queries),
+        "queries": len(sources.queries),
     }
     if as_json:
         emit_json({"valid": True, **summary})
@@ -129,9 +86,8 @@ def plan_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...],
 
     Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
     """
-    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
-    with connect(env) as client:
-        plans = _plans(client, states, prune)
+    with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
+        plans = project.plan(prune)
     if as_json:
         emit_json([p.as_dict() for p in plans])
     else:
@@ -155,11 +111,9 @@ def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...]
 
     Writes nothing when nothing changed. Re-running after an interruption finishes the job.
     """
-    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
     summary = []
-    with connect(env) as client:
-        plans = _plans(client, states, prune)
-        for plan in plans:
+    with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
+        for plan in project.plan(prune):
             if not plan.pending and not plan.conflicts:
                 info(render_plan(plan))
                 summary.append({"tenant": plan.state.tenant.name, "applied": 0, "writes": 0})
@@ -170,7 +124,7 @@ def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...]
                     raise UsageError("apply needs --yes when not run from a terminal")
                 click.confirm("Apply these changes?", abort=True, err=True)
             start = time.monotonic()
-            result = apply_plan(client, plan, info)
+            result = project.apply(plan, info)
             info(f"applied {len(result.done)} change(s) to {plan.state.env.name}/{plan.state.tenant.name} with "
                  f"{result.writes} write request(s) in {time.monotonic() - start:.1f}s")
             summary.append({"tenant": plan.state.tenant.name, "applied": len(result.done), "writes": result.writes})
@@ -189,14 +143,10 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
 
     Also checks that every dashboard holds all its charts. Exit 1 on any mismatch or error.
     """
-    env, states = desired_states(settings, env_name, tenants, queries_dir, dashboards_dir)
-    rows = []
-    with connect(env) as client:
-        for state in states:
-            live = read_live(client, state)
-            info(f"verifying {state.env.name}/{state.tenant.name} on {env.superset_url}")
-            for check in verify(client, state, live.ids, lambda _line: None):
-                rows.append({"tenant": state.tenant.name, **asdict(check)})
+    with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
+        info(f"verifying {', '.join(f'{project.env.name}/{s.tenant.name}' for s in project.states)} "
+             f"on {project.env.superset_url}")
+        rows = [{"tenant": state.tenant.name, **asdict(check)} for state, check in project.verify()]
     if as_json:
         emit_json(rows)
     else:

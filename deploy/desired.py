@@ -9,24 +9,21 @@ objects that do not exist yet), the real ids as apply creates them.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pfill.dashboards.specs import ChartSpec, LoadedSpec
-from pfill.queries.catalog import Query
 from sqlalchemy.engine import make_url
 
 from pfill.config import Environment, Tenant
+from pfill.dashboards.specs import ChartSpec, LoadedSpec
 from pfill.errors import ConfigError
+from pfill.queries.catalog import Query
 
 from .charts import chart_params, query_context
-from .identity import MANAGER, ObjectKey, deployed_slug
+from .identity import Ids, ObjectKey, dataset_certification, deployed_slug, external_url, managed_fields
 from .layout import dashboard_metadata, position_json
 
-Ids = dict[str, int]
 KINDS = ("database", "dataset", "chart", "dashboard")  # dependency order: create in it, delete against it
 TEMPORAL = ("date", "datetime")
 MASKED_PASSWORD = "XXXXXXXXXX"  # how Superset shows a stored password
@@ -82,24 +79,6 @@ def masked_uri(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _external_url(path: Path) -> str:
-    """Where a managed object is defined: PFILL_EXTERNAL_URL (a repository URL) or the file itself."""
-    base = os.environ.get("PFILL_EXTERNAL_URL")
-    if base:
-        return f"{base.rstrip('/')}/{path.parent.name}/{path.name}"
-    return path.resolve().as_uri()
-
-
-def _managed(key: ObjectKey, source: Path) -> dict[str, Any]:
-    """The marker fields of a chart or dashboard: certified by this kit, with the key prune reads."""
-    return {
-        "certified_by": MANAGER,
-        "certification_details": key.marker,
-        "is_managed_externally": True,
-        "external_url": _external_url(source),
-    }
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -112,6 +91,9 @@ class StateBuilder:
 
     def key(self, kind: str, name: str) -> ObjectKey:
         return ObjectKey(self.env.name, self.tenant.name, kind, name)
+
+    def uuid_of(self, kind: str, name: str) -> str:
+        return self.key(kind, name).uuid
 
     def build(self) -> DesiredState:
         objects = [self.database()]
@@ -150,7 +132,7 @@ class StateBuilder:
         key = self.key("dataset", query.name)
         database_uuid = self.key("database", "database").uuid
         sql = query.render(self.tenant.dialect, tenant=self.tenant.name, schema=self.tenant.schema, superset=True)
-        extra = {"certification": {"certified_by": MANAGER, "details": key.marker}}
+        extra = dataset_certification(key)
 
         def payload(ids: Ids) -> dict[str, Any]:
             return {
@@ -161,7 +143,7 @@ class StateBuilder:
                 "description": query.description.strip(),
                 "extra": _json(extra),
                 "is_managed_externally": True,
-                "external_url": _external_url(query.template_path),
+                "external_url": external_url(query.template_path),
             }
 
         return DesiredObject(
@@ -185,7 +167,7 @@ class StateBuilder:
                 "description": chart.description or None,
                 "params": _json(params),
                 "query_context": _json(query_context(chart, dataset_id, params)),
-                **_managed(key, loaded.path),
+                **managed_fields(key, loaded.path),
             }
 
         return DesiredObject(
@@ -207,9 +189,9 @@ class StateBuilder:
                 "slug": slug,
                 "published": True,
                 "css": "",
-                "position_json": _json(position_json(self, loaded, ids)),
-                "json_metadata": _json(dashboard_metadata(self, loaded, ids)),
-                **_managed(key, loaded.path),
+                "position_json": _json(position_json(loaded, ids, self.uuid_of, self.tenant.name)),
+                "json_metadata": _json(dashboard_metadata(loaded, ids, self.uuid_of, self.queries)),
+                **managed_fields(key, loaded.path),
             }
 
         return DesiredObject(

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pfill.dashboards.specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
 
+from pfill.dashboards.specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
 from pfill.errors import UsageError
 
 from .charts import chart_params
 from .client import SupersetClient
-from .identity import deployed_slug, parse_marker
-from .live import _dataset_marker
+from .identity import dataset_marker, deployed_slug, parse_marker
 
 # form-data keys Superset or the UI add that are not part of a chart's definition
 IGNORED_PARAMS = {"slice_id", "dashboards", "extra_form_data", "url_params", "force", "result_format",
@@ -154,7 +153,7 @@ def export_dashboard(client: SupersetClient, ref: str) -> Exported:
         if dataset_id not in datasets:
             datasets[dataset_id] = client.get(f"/api/v1/dataset/{dataset_id}")["result"]
         detail = datasets[dataset_id]
-        marker = _dataset_marker(detail.get("extra"))
+        marker = dataset_marker(detail.get("extra"))
         return marker.key if marker else _key(detail["table_name"], "query")
 
     chart_specs, markdown, layout, used_keys = [], [], [], set()
@@ -241,7 +240,7 @@ def write_export(exported: Exported, out: Path) -> list[Path]:
         sql = dataset.get("sql") or f"SELECT * FROM {name}"
         template = out / "queries" / f"{name}.sql.j2"
         template.write_text(sql if sql.endswith("\n") else sql + "\n")
-        marker = _dataset_marker(dataset.get("extra"))
+        marker = dataset_marker(dataset.get("extra"))
         meta = {
             "title": name.replace("_", " ").capitalize(),
             "description": dataset.get("description") or f"Exported from Superset dataset {name}",

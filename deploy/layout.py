@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from pfill.dashboards.specs import LoadedSpec
+from pfill.queries.catalog import Query
 
-from .identity import deployed_slug
+from .identity import Ids, deployed_slug
 
-if TYPE_CHECKING:
-    from .desired import Ids, StateBuilder
+UuidOf = Callable[[str, str], str]  # (kind, key) -> the object's UUID for this environment and tenant
 
 # json_metadata keys this kit sets and compares; Superset adds its own (colour maps and so on).
 METADATA_COMPARED = ("native_filter_configuration", "cross_filters_enabled", "refresh_frequency")
 
 
-def position_json(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[str, Any]:
+def position_json(loaded: LoadedSpec, ids: Ids, uuid_of: UuidOf, tenant: str) -> dict[str, Any]:
     spec = loaded.spec
     charts = {c.key: c for c in spec.charts}
     markdown = {m.key: m for m in spec.markdown}
@@ -38,7 +39,7 @@ def position_json(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[s
         for key in row:
             if key in charts:
                 chart = charts[key]
-                chart_uuid = builder.key("chart", f"{spec.slug}/{key}").uuid
+                chart_uuid = uuid_of("chart", f"{spec.slug}/{key}")
                 item_id = f"CHART-{key}"
                 meta = {"chartId": ids.get(chart_uuid, 0), "uuid": chart_uuid, "width": chart.width,
                         "height": chart.height, "sliceName": chart.title}
@@ -48,7 +49,7 @@ def position_json(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[s
                 item_id = f"MARKDOWN-{key}"
                 text = re.sub(
                     r"\{slug:([a-z0-9-]+)\}",
-                    lambda m: f"/superset/dashboard/{deployed_slug(builder.tenant.name, m[1])}/",
+                    lambda m: f"/superset/dashboard/{deployed_slug(tenant, m[1])}/",
                     block.text,
                 )
                 meta = {"width": block.width, "height": block.height, "code": text}
@@ -58,17 +59,17 @@ def position_json(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[s
     return position
 
 
-def native_filters(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> list[dict[str, Any]]:
+def native_filters(loaded: LoadedSpec, ids: Ids, uuid_of: UuidOf, queries: dict[str, Query]) -> list[dict[str, Any]]:
     spec = loaded.spec
     filters = []
     for flt in spec.filters:
         dataset = loaded.filter_dataset(flt)
-        dataset_id = ids.get(builder.key("dataset", dataset).uuid, 0)
+        dataset_id = ids.get(uuid_of("dataset", dataset), 0)
         # a chart whose dataset lacks the column cannot be filtered by it: keep it out of scope
         excluded = [
-            ids.get(builder.key("chart", f"{spec.slug}/{chart.key}").uuid, 0)
+            ids.get(uuid_of("chart", f"{spec.slug}/{chart.key}"), 0)
             for chart in spec.charts
-            if flt.column not in builder.queries[loaded.chart_dataset(chart)].column_names
+            if flt.column not in queries[loaded.chart_dataset(chart)].column_names
         ]
         filters.append({
             "id": f"NATIVE_FILTER-{flt.key}",
@@ -88,9 +89,9 @@ def native_filters(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> list[
     return filters
 
 
-def dashboard_metadata(builder: StateBuilder, loaded: LoadedSpec, ids: Ids) -> dict[str, Any]:
+def dashboard_metadata(loaded: LoadedSpec, ids: Ids, uuid_of: UuidOf, queries: dict[str, Query]) -> dict[str, Any]:
     return {
-        "native_filter_configuration": native_filters(builder, loaded, ids),
+        "native_filter_configuration": native_filters(loaded, ids, uuid_of, queries),
         "cross_filters_enabled": True,
         "refresh_frequency": 0,
     }

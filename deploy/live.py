@@ -3,13 +3,12 @@ with a handful of list calls (and a detail call where a list leaves a compared f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from .client import SupersetClient
 from .desired import DesiredState
-from .identity import ObjectKey, deployed_slug, parse_marker
+from .identity import ObjectKey, dataset_marker, deployed_slug, parse_marker
 
 DATASET_COLUMNS = ["id", "uuid", "table_name", "schema", "sql", "description", "extra", "database.id"]
 CHART_COLUMNS = ["id", "uuid", "slice_name", "viz_type", "datasource_id", "description", "params",
@@ -41,14 +40,6 @@ class LiveState:
 
     def add(self, obj: LiveObject) -> None:
         self.objects[obj.uuid] = obj
-
-
-def _dataset_marker(extra: str | None) -> ObjectKey | None:
-    try:
-        details = (json.loads(extra or "{}").get("certification") or {}).get("details")
-    except (ValueError, AttributeError):
-        return None
-    return parse_marker(details)
 
 
 def _owned(marker: ObjectKey | None, state: DesiredState) -> bool:
@@ -87,7 +78,7 @@ def _read_datasets_and_charts(client: SupersetClient, state: DesiredState, live:
     for row in client.iter_list("dataset", dataset_filter, columns=DATASET_COLUMNS):
         fields = {k: row.get(k) for k in DATASET_COLUMNS[2:-1]}
         fields["database_id"] = (row.get("database") or {}).get("id")
-        marker = _dataset_marker(row.get("extra"))
+        marker = dataset_marker(row.get("extra"))
         obj = LiveObject("dataset", row["id"], row["uuid"], marker.key if marker else row["table_name"], fields, marker)
         if row["uuid"] in desired or _owned(obj.marker, state):
             live.add(obj)

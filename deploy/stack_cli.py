@@ -9,12 +9,12 @@ import time
 import click
 
 from pfill.config import Settings
-from pfill.options import json_option, pass_settings
+from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 from pfill.secrets import mask_url
 
-from .client import SupersetClient
 from .local_superset import LocalSuperset
+from .project import connect
 
 
 def _stack(settings: Settings, port: int | None = None) -> LocalSuperset:
@@ -133,14 +133,13 @@ def env_list(settings: Settings, as_json: bool) -> None:
 
 
 @env_group.command("check")
-@click.option("--env", "env_name", help="Environment name [env PFILL_ENV; local].")
+@env_option("Environment name [env PFILL_ENV; local].")
 @json_option()
 @pass_settings
 def env_check(settings: Settings, env_name: str | None, as_json: bool) -> None:
     """Log into the environment's Superset and count the databases it shows. Exit 1 if login fails."""
     env = settings.environment(env_name)
-    with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
-        client.login()
+    with connect(env) as client:
         databases = sum(1 for _ in client.iter_list("database"))
     result = {"environment": env.name, "superset": env.superset_url, "user": env.username,
               "login": "ok", "databases": databases}

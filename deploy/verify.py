@@ -11,8 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlglot
-from pfill.dashboards.specs import WhereSpec
 from sqlglot import exp
+
+from pfill.dashboards.specs import WhereSpec
 
 from .charts import QueryShape, query_shape
 from .client import SupersetClient, SupersetError

@@ -5,16 +5,19 @@ and only re-checks the dashboards, so it is quick."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
 import sqlalchemy as sa
 
 from pfill.config import LOCAL_ENV, Settings
+from pfill.database import open_database
 from pfill.errors import PfillError
-from pfill.output import info
+from pfill.output import info, step
 
 STAGES = 6
+DEMO_LOANS, DEMO_TRADES, DEMO_SEED = 2000, 40, 42
 
 
 def _stage(number: int, text: str) -> float:
@@ -22,15 +25,12 @@ def _stage(number: int, text: str) -> float:
     return time.monotonic()
 
 
-def _has_rows(settings: Settings, sql: str) -> bool:
-    engine = sa.create_engine(settings.db_url)
+def _has_rows(engine: sa.Engine, sql: str, tenant: str) -> bool:
     try:
         with engine.connect() as conn:
-            return bool(conn.execute(sa.text(sql), {"tenant": settings.tenant}).scalar())
+            return bool(conn.execute(sa.text(sql), {"tenant": tenant}).scalar())
     except sa.exc.DBAPIError:
         return False
-    finally:
-        engine.dispose()
 
 
 @click.command("demo")
@@ -43,55 +43,56 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     Uses the embedded SQLite database unless --db / PFILL_DB_URL names another (e.g. PostgreSQL).
     Prints the URL, user and password at the end. Stop the server with `pfill superset down`.
     """
-    from pfill.deploy.apply import apply_plan
-    from pfill.deploy.cli import connect, desired_states
-    from pfill.deploy.live import read_live
     from pfill.deploy.local_superset import LocalSuperset
-    from pfill.deploy.plan import make_plan
-    from pfill.deploy.verify import verify
-    from pfill.engine.cli import db_init, demo_data_command, run_command
+    from pfill.deploy.project import Project
+    from pfill.engine import demo_data, runs
+    from pfill.engine.db import init_schema
+    from pfill.engine.pipeline import RunOptions, execute_run
 
     settings: Settings = ctx.obj
+    tenant = settings.tenant
     start = time.monotonic()
     _stage(1, "local Superset")
     stack = LocalSuperset(settings.home, port=port)
     new_password = stack.up(lambda line: info(f"      {line}"), timeout=240)
 
     _stage(2, "engine schema")
-    ctx.invoke(db_init)
-    if fresh or not _has_rows(settings, "SELECT COUNT(*) FROM loan WHERE tenant_id = :tenant"):
-        _stage(3, f"demo data for tenant {settings.tenant}")
-        ctx.invoke(demo_data_command, loans=2000, trades=40, seed=42, tenant=None, as_of=None, as_json=False)
+    engine = open_database(settings.db_url)
+    init_schema(engine)
+    if fresh or not _has_rows(engine, "SELECT COUNT(*) FROM loan WHERE tenant_id = :tenant", tenant):
+        _stage(3, f"demo data for tenant {tenant}")
+        with step(f"generating {DEMO_LOANS} loans and {DEMO_TRADES} trades (seed {DEMO_SEED})"):
+            demo_data.replace_tenant_inputs(engine, tenant, demo_data.generate(DEMO_LOANS, DEMO_TRADES, DEMO_SEED))
     else:
-        _stage(3, f"demo data for tenant {settings.tenant}: present, reused (--fresh to regenerate)")
+        _stage(3, f"demo data for tenant {tenant}: present, reused (--fresh to regenerate)")
     latest = "SELECT COUNT(*) FROM pfill_run_history WHERE tenant_id = :tenant AND status = 'Complete'"
-    if fresh or not _has_rows(settings, latest):
+    if fresh or not _has_rows(engine, latest, tenant):
+        keep = int(os.environ.get("PFILL_KEEP_RUNS") or runs.DEFAULT_KEEP_RUNS)
         # two runs, so the hub has a history: the staged greedy as a baseline, then the optimiser
         for strategy in ("greedy", "optimal"):
             _stage(4, f"engine run ({strategy})")
-            ctx.invoke(run_command, tenant=None, scoring="price", strategy=strategy, keep=None, as_of=None,
-                       as_json=False)
+            run = execute_run(engine, RunOptions(tenant=tenant, strategy=strategy, keep_runs=keep), progress=info)
+            info(f"      run {run['run_id']} Complete: {run['allocated_loan_count']} loans allocated, "
+                 f"{run['cash_loan_count']} to cash, {run['kickout_count']} kicked out")
     else:
         _stage(4, "engine run: a Complete run exists, reused (--fresh to run again)")
 
     _stage(5, "dashboards: plan and apply")
-    env, states = desired_states(settings, LOCAL_ENV, (), None, None)
-    with connect(env) as client:
-        for state in states:
-            plan = make_plan(state, read_live(client, state))
-            result = apply_plan(client, plan, lambda _line: None)
-            info(f"      {len(result.done)} change(s) applied, {len(state.objects) - len(result.done)} unchanged")
+    with Project.load(settings, LOCAL_ENV) as project:
+        for plan in project.plan():
+            result = project.apply(plan)
+            info(f"      {len(result.done)} change(s) applied, {len(plan.state.objects) - len(result.done)} unchanged")
         _stage(6, "verify: every chart against the database")
-        failed = []
-        for state in states:
-            checks = verify(client, state, read_live(client, state).ids, lambda _line: None)
-            failed += [c for c in checks if not c.ok]
-            info(f"      {sum(c.ok for c in checks)}/{len(checks)} checks passed")
+        checks = project.verify()
+    for state in project.states:
+        mine = [check for s, check in checks if s is state]
+        info(f"      {sum(c.ok for c in mine)}/{len(mine)} checks passed")
+    failed = [check for _, check in checks if not check.ok]
     if failed:
         details = "; ".join(f"{c.kind} {c.name}: {c.message}" for c in failed[:5])
         raise PfillError(f"{len(failed)} verify check(s) failed: {details}")
 
-    hub = f"{stack.url}/superset/dashboard/pfill-{settings.tenant}-hub/"
+    hub = f"{stack.url}/superset/dashboard/pfill-{tenant}-hub/"
     info(f"\nDashboards ready in {time.monotonic() - start:.0f}s: {hub}")
     # the local demo's own admin, generated for this machine: the one place its password is shown
     info(f"  user: admin   password: {new_password or stack.admin_password()}   (file: {stack.password_file})")

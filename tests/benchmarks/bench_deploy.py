@@ -28,16 +28,13 @@ from click.testing import CliRunner
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pfill.deploy.apply import apply_plan  # noqa: E402
+from pfill.cli import cli  # noqa: E402
+from pfill.config import Settings  # noqa: E402
 from pfill.deploy.client import SupersetClient  # noqa: E402
-from pfill.deploy.cli import desired_states  # noqa: E402
 from pfill.deploy.desired import DesiredState  # noqa: E402
 from pfill.deploy.live import read_live  # noqa: E402
 from pfill.deploy.local_superset import LocalSuperset  # noqa: E402
-from pfill.deploy.plan import make_plan  # noqa: E402
-
-from pfill.cli import cli  # noqa: E402
-from pfill.config import Settings  # noqa: E402
+from pfill.deploy.project import Project  # noqa: E402
 from tests.conftest import free_port, shared_superset_venv  # noqa: E402
 
 AS_OF = "2026-11-02"
@@ -52,7 +49,7 @@ def _engine_output(folder: Path) -> str:
     return url
 
 
-def _state(folder: Path, url: str, password_var: str, db_url: str) -> DesiredState:
+def _project(folder: Path, url: str, password_var: str, db_url: str) -> Project:
     config = folder / "pfill.yaml"
     config.write_text(
         "environments:\n  bench:\n"
@@ -60,17 +57,17 @@ def _state(folder: Path, url: str, password_var: str, db_url: str) -> DesiredSta
         f"    tenants:\n      bench: {{database_url: '{db_url}'}}\n"
     )
     settings = Settings.resolve(home=folder / "home", config=config)
-    _, (state,) = desired_states(settings, "bench", (), None, None)
-    return state
+    return Project.load(settings, "bench")
 
 
-def _deploy(client: SupersetClient, state: DesiredState) -> tuple[float, int, int, float]:
+def _deploy(project: Project) -> tuple[float, int, int, float]:
     """Plan and apply; return seconds, requests, write requests and the seconds spent planning."""
+    client = project.client
     before_calls, before_writes = sum(client.calls.values()), client.writes
     start = time.perf_counter()
-    plan = make_plan(state, read_live(client, state))
+    (plan,) = project.plan()
     planned = time.perf_counter()
-    apply_plan(client, plan, lambda _line: None)
+    project.apply(plan)
     end = time.perf_counter()
     return end - start, sum(client.calls.values()) - before_calls, client.writes - before_writes, planned - start
 
@@ -123,15 +120,17 @@ def main() -> None:
         url, password = stack.url, stack.admin_password()
     try:
         os.environ["PFILL_BENCH_PASSWORD"] = password
-        state = _state(folder, url, "PFILL_BENCH_PASSWORD", _engine_output(folder))
+        project = _project(folder, url, "PFILL_BENCH_PASSWORD", _engine_output(folder))
+        (state,) = project.states
         names = ("first deploy (apply)", "no-op redeploy (apply)", "bundle import (baseline)")
         rows: dict[str, list[tuple[float, int, int, float]]] = {name: [] for name in names}
         with SupersetClient(url, "admin", password, timeout=120) as client:
             client.login()
+            project.using(client)
             _delete_all(client, state)
             for round_number in range(1, args.rounds + 1):
-                rows["first deploy (apply)"].append(_deploy(client, state))
-                rows["no-op redeploy (apply)"].append(_deploy(client, state))
+                rows["first deploy (apply)"].append(_deploy(project))
+                rows["no-op redeploy (apply)"].append(_deploy(project))
                 bundle = _export_bundle(client, state)
                 _delete_all(client, state)
                 seconds, requests = _bundle_import(client, bundle)

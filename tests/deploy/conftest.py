@@ -60,8 +60,8 @@ class DeployTarget:
 
     def copy_sources(self, name: str) -> tuple[Path, Path]:
         """Editable copies of the packaged queries and dashboards."""
-        from pfill.queries.template import PACKAGED_QUERIES
         from pfill.dashboards.specs import packaged_dashboards
+        from pfill.queries.template import PACKAGED_QUERIES
 
         queries, dashboards = self.work / name / "queries", self.work / name / "dashboards"
         shutil.copytree(PACKAGED_QUERIES, queries, ignore=shutil.ignore_patterns("__*", "*.py"))
@@ -81,14 +81,13 @@ def deploy_target(superset, postgres, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def managed_objects(superset_client) -> Callable[[str, str], dict[str, list[dict]]]:
     """Superset's objects carrying this kit's marker for an environment and tenant, by kind."""
-    from pfill.deploy.identity import parse_marker
-    from pfill.deploy.live import _dataset_marker
+    from pfill.deploy.identity import dataset_marker, parse_marker
 
     def collect(env: str, tenant: str) -> dict[str, list[dict]]:
         found: dict[str, list[dict]] = {"database": [], "dataset": [], "chart": [], "dashboard": []}
         for kind in ("dataset", "chart", "dashboard"):
             for row in superset_client.iter_list(kind):
-                marker = (_dataset_marker(row.get("extra")) if kind == "dataset"
+                marker = (dataset_marker(row.get("extra")) if kind == "dataset"
                           else parse_marker(row.get("certification_details")))
                 if marker and marker.env == env and marker.tenant == tenant:
                     found[kind].append(row)

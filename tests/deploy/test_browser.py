@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pfill.deploy.identity import deployed_slug
+
 from pfill.dashboards.specs import DashboardSpec, load_specs
+from pfill.deploy.identity import deployed_slug
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pfill.deploy.apply import ApplyError, apply_plan
-from pfill.deploy.client import SupersetClient
-from pfill.deploy.cli import desired_states
-from pfill.deploy.live import read_live
-from pfill.deploy.plan import make_plan
 
 from pfill.config import Settings
+from pfill.deploy.apply import ApplyError
+from pfill.deploy.client import SupersetClient
+from pfill.deploy.project import Project
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
@@ -144,12 +142,13 @@ class FailingWrites(SupersetClient):
 def _interrupted_apply(deploy_target, superset, env: str, fail_after: int, dashboards: Path | None = None,
                        prune: bool = False) -> ApplyError:
     settings = Settings.resolve(home=deploy_target.work / "home", config=deploy_target.config)
-    _, (state,) = desired_states(settings, env, (), None, dashboards)
+    project = Project.load(settings, env, (), None, dashboards)
     with (
         FailingWrites(superset.url, "admin", superset.admin_password(), fail_after=fail_after) as client,
         pytest.raises(ApplyError, match="injected connection loss") as failure,
     ):
-        apply_plan(client, make_plan(state, read_live(client, state), prune=prune), lambda _: None)
+        (plan,) = project.using(client).plan(prune=prune)
+        project.apply(plan)
     return failure.value
 
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pfill.deploy.client import AuthError, SupersetClient, SupersetError
 
+from pfill.deploy.client import AuthError, SupersetClient, SupersetError
 from tests.conftest import free_port
 
 PASSWORD = "pa55-word-never-shown"

@@ -7,6 +7,7 @@ import sys
 import uuid
 
 import pytest
+
 from pfill.deploy.client import SupersetClient, SupersetError
 
 pytestmark = pytest.mark.superset

@@ -1,0 +1,122 @@
+"""The deploy context: one environment, the tenants chosen in it and the validated specs, with plan,
+apply and verify as methods. The CLI, the demo, the tests and the benchmarks all go through it
+(after sqlmesh's `Context` and datasette's `Datasette`), so there is one way to deploy.
+
+    with Project.load(settings, "prod") as project:      # validates the sources, logs in
+        for plan in project.plan(prune=True):
+            project.apply(plan, progress=print)
+        failed = [check for _, check in project.verify() if not check.ok]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pfill.config import Environment, Settings
+from pfill.dashboards.specs import LoadedSpec, load_specs, validate_specs
+from pfill.errors import ConfigError, PfillError, UsageError
+from pfill.queries.catalog import Query, load_queries
+
+from .apply import ApplyResult, apply_plan
+from .client import SupersetClient
+from .desired import DesiredState, StateBuilder
+from .live import LiveState, read_live
+from .plan import Plan, make_plan
+from .verify import Check, verify
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@dataclass
+class Sources:
+    """The queries and the dashboard specs, validated against each other."""
+
+    queries: dict[str, Query]
+    specs: list[LoadedSpec]
+
+    @classmethod
+    def load(cls, queries_dir: Path | None = None, dashboards_dir: Path | None = None) -> Sources:
+        """Load both folders (default: the packaged ones) and fail before anything talks to Superset."""
+        queries = load_queries(queries_dir)
+        specs = load_specs(dashboards_dir)
+        problems = validate_specs(specs, queries)
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) in the dashboard specs:\n  " + "\n  ".join(problems))
+        return cls(queries, specs)
+
+
+@contextmanager
+def connect(env: Environment) -> Iterator[SupersetClient]:
+    """A logged-in client for the environment's Superset, closed on exit."""
+    with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
+        client.login()
+        yield client
+
+
+@dataclass
+class Project:
+    env: Environment
+    sources: Sources
+    states: list[DesiredState]  # one per chosen tenant, in the environment's order
+    _client: SupersetClient | None = field(default=None, repr=False)
+    _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @classmethod
+    def load(cls, settings: Settings, env_name: str | None = None, tenants: tuple[str, ...] | list[str] = (),
+             queries_dir: Path | None = None, dashboards_dir: Path | None = None) -> Project:
+        """The environment (default: the settings' one) and its tenants (default: all of them)."""
+        env = settings.environment(env_name)
+        sources = Sources.load(queries_dir, dashboards_dir)
+        unknown = [t for t in tenants if t not in env.tenants]
+        if unknown:
+            raise UsageError(f"environment {env.name} has no tenant {', '.join(unknown)}; it has: "
+                             f"{', '.join(env.tenants) or 'none'}")
+        chosen = [env.tenants[t] for t in (tenants or tuple(env.tenants))]
+        if not chosen:
+            raise ConfigError(f"environment {env.name} has no tenants to deploy")
+        states = [StateBuilder(env, tenant, sources.queries, sources.specs).build() for tenant in chosen]
+        return cls(env, sources, states)
+
+    # -- the Superset session -----------------------------------------------------------------------
+    def __enter__(self) -> Project:
+        self._client = self._stack.enter_context(connect(self.env))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client = None
+        self._stack.close()
+
+    def using(self, client: SupersetClient) -> Project:
+        """Work through a client the caller made and owns (another session, an injected fault)."""
+        self._client = client
+        return self
+
+    @property
+    def client(self) -> SupersetClient:
+        if self._client is None:
+            raise PfillError("not connected: use the project as a context manager (`with project:`)")
+        return self._client
+
+    # -- what the commands do -----------------------------------------------------------------------
+    def live(self, state: DesiredState) -> LiveState:
+        return read_live(self.client, state)
+
+    def plan(self, prune: bool = False) -> list[Plan]:
+        """One plan per tenant: the field-level difference between the specs and Superset."""
+        return [make_plan(state, self.live(state), prune=prune) for state in self.states]
+
+    def apply(self, plan: Plan, progress: Progress = _quiet) -> ApplyResult:
+        """Write exactly what the plan shows (one import bundle, then deletions)."""
+        return apply_plan(self.client, plan, progress)
+
+    def verify(self, progress: Progress = _quiet) -> list[tuple[DesiredState, Check]]:
+        """Every chart through Superset's chart-data API against the database; every dashboard's charts."""
+        return [(state, check) for state in self.states
+                for check in verify(self.client, state, self.live(state).ids, progress)]
