@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from .dialects import DIALECTS, dialect_of
 from .errors import ConfigError
-from .yamlfile import LocatedYaml, load_located
+from .yamlfile import LocatedYaml, check_keys, load_located
 
 LOCAL_ENV = "local"
 DEFAULT_TENANT = "demo"
@@ -214,27 +214,19 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _check_keys(value: dict[str, Any], allowed: set[str], doc: LocatedYaml, *path: Any) -> None:
-    for key in value:
-        if key not in allowed:
-            raise ConfigError(
-                f"{doc.where(*path, key)}: unknown field {key!r}; expected one of {', '.join(sorted(allowed))}"
-            )
-
-
 def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
     """Environments from a pfill.yaml document (see README: Environments and secrets)."""
     root = _mapping(doc.data or {}, str(doc.path))
-    _check_keys(root, {"environments"}, doc)
+    check_keys(root, {"environments"}, doc)
     envs: dict[str, Environment] = {}
     for name, body in _mapping(root.get("environments") or {}, doc.where("environments")).items():
         at = ("environments", name)
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{doc.where(*at)}: environment name {name!r} is not a plain identifier")
         body = _mapping(body, doc.where(*at))
-        _check_keys(body, {"superset", "tenants"}, doc, *at)
+        check_keys(body, {"superset", "tenants"}, doc, *at)
         superset = _mapping(body.get("superset"), doc.where(*at, "superset"))
-        _check_keys(superset, {"url", "username", "password"}, doc, *at, "superset")
+        check_keys(superset, {"url", "username", "password"}, doc, *at, "superset")
         for required in ("url", "username", "password"):
             if required not in superset:
                 raise ConfigError(f"{doc.where(*at, 'superset')}: missing field superset.{required}")
@@ -244,7 +236,7 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             if not isinstance(tname, str) or not _NAME.match(tname):
                 raise ConfigError(f"{doc.where(*tat)}: tenant name {tname!r} is not a plain identifier")
             tbody = _mapping(tbody, doc.where(*tat))
-            _check_keys(tbody, {"database_url", "dialect", "schema"}, doc, *tat)
+            check_keys(tbody, {"database_url", "dialect", "schema"}, doc, *tat)
             if "database_url" not in tbody:
                 raise ConfigError(f"{doc.where(*tat)}: missing field database_url")
             raw_url = tbody["database_url"]

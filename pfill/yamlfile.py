@@ -30,6 +30,17 @@ class LocatedYaml:
         return str(self.path)
 
 
+def check_keys(mapping: dict[Any, Any], allowed: set[str], doc: LocatedYaml, *path: Any) -> None:
+    """Refuse a key of `mapping` (found at `path` in `doc`) that is not `allowed`, naming file and line.
+
+    For YAML validated by hand (pfill.yaml, query metadata); dashboard specs use pydantic instead."""
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(
+                f"{doc.where(*path, key)}: unknown field {key!r}; expected one of {', '.join(sorted(allowed))}"
+            )
+
+
 def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:

@@ -1,6 +1,6 @@
 """The report queries: a templated SQL file plus a metadata sidecar per report.
 
-    queries/<name>.sql.j2   the SQL, deploy-time Jinja with [[ ]] / [% %] (see render.py)
+    queries/<name>.sql.j2   the SQL, deploy-time Jinja with [[ ]] / [% %] (see template.py)
     queries/<name>.yaml     title, description, parameters and output columns (name, type, description)
 
 Python API (what lint, preview and the dataset builder use):
@@ -19,13 +19,13 @@ from typing import Any
 import jinja2
 
 from pfill.config import DEFAULT_TENANT
+from pfill.dialects import check_dialect
 from pfill.errors import ConfigError, UsageError
-from pfill.yamlfile import LocatedYaml, load_located
+from pfill.yamlfile import LocatedYaml, check_keys, load_located
 
 from .template import (
     PACKAGED_QUERIES,
     SqlLiteral,
-    check_dialect,
     check_identifier,
     check_run_id,
     check_tenant,
@@ -247,7 +247,7 @@ def _load_one(name: str, template: Path, environment: jinja2.Environment) -> Que
     data = meta.data
     if not isinstance(data, dict):
         raise ConfigError(f"{meta_path}: expected a mapping with title, description, parameters, columns")
-    _only_keys(data, {"title", "description", "parameters", "columns"}, meta)
+    check_keys(data, {"title", "description", "parameters", "columns"}, meta)
     return Query(
         name=name,
         title=str(data.get("title") or name),
@@ -260,12 +260,6 @@ def _load_one(name: str, template: Path, environment: jinja2.Environment) -> Que
     )
 
 
-def _only_keys(mapping: dict[str, Any], allowed: set[str], meta: LocatedYaml, *at: Any) -> None:
-    for key in mapping:
-        if key not in allowed:
-            raise ConfigError(f"{meta.where(*at, key)}: unknown field {key!r}; expected {', '.join(sorted(allowed))}")
-
-
 def _columns(raw: Any, meta: LocatedYaml) -> tuple[Column, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{meta.where('columns')}: `columns` must be a non-empty list")
@@ -275,7 +269,7 @@ def _columns(raw: Any, meta: LocatedYaml) -> tuple[Column, ...]:
         where = meta.where("columns", index)
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: a column is a mapping with name, type, description")
-        _only_keys(item, {"name", "type", "description"}, meta, "columns", index)
+        check_keys(item, {"name", "type", "description"}, meta, "columns", index)
         name, type_ = item.get("name"), item.get("type")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{where}: column without a name")
@@ -305,7 +299,7 @@ def _parameters(raw: Any, meta: LocatedYaml) -> tuple[Parameter, ...]:
                 f"{where}: a parameter is one of {', '.join(BUILTIN_PARAMETERS)} or a mapping "
                 "with name, type, default, description"
             )
-        _only_keys(item, {"name", "type", "default", "description"}, meta, "parameters", index)
+        check_keys(item, {"name", "type", "default", "description"}, meta, "parameters", index)
         check_identifier_for_meta(item["name"], where)
         if item["name"] in BUILTIN_PARAMETERS:
             raise ConfigError(f"{where}: {item['name']} is built in: list it by name only")
