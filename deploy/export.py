@@ -135,6 +135,7 @@ def _layout(position: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
 
 
 def export_dashboard(client: SupersetClient, ref: str) -> Exported:
+    """One dashboard (id or slug), its charts and the datasets they read, as this kit's specs."""
     found = client.get(f"/api/v1/dashboard/{ref}")["result"]  # Superset resolves an id or a slug
     marker = parse_marker(found.get("certification_details"))
     tenant = marker.tenant if marker else None
@@ -143,69 +144,98 @@ def export_dashboard(client: SupersetClient, ref: str) -> Exported:
     title = found["dashboard_title"]
     if tenant and title.endswith(f" ({tenant})"):
         title = title[: -len(f" ({tenant})")]
-    position = json.loads(found.get("position_json") or "{}")
-    metadata = json.loads(found.get("json_metadata") or "{}")
-    charts = {c["id"]: c for c in client.get(f"/api/v1/dashboard/{found['id']}/charts")["result"]}
-    datasets: dict[int, dict[str, Any]] = {}
+    reader = _DashboardReader(client, tenant, found["id"])
+    charts, markdown, layout = reader.components(json.loads(found.get("position_json") or "{}"))
+    if not charts:
+        raise UsageError(f"dashboard {ref} has no charts to export")
+    default = Counter(c.dataset for c in charts).most_common(1)[0][0]
+    charts = [c.model_copy(update={"dataset": None}) if c.dataset == default else c for c in charts]
+    filters = reader.filters(json.loads(found.get("json_metadata") or "{}"), default)
+    spec = DashboardSpec(slug=slug, title=title, description="", dataset=default, charts=charts,
+                         markdown=markdown, filters=filters, layout=layout)
+    return Exported(spec, {reader.dataset_of(i): d for i, d in reader.datasets.items()})
 
-    def dataset_of(dataset_id: int) -> str:
+
+class _DashboardReader:
+    """Reads one dashboard's components from Superset, each dataset fetched once."""
+
+    def __init__(self, client: SupersetClient, tenant: str | None, dashboard_id: int) -> None:
+        self.client, self.tenant = client, tenant
+        self.charts = {c["id"]: c for c in client.get(f"/api/v1/dashboard/{dashboard_id}/charts")["result"]}
+        self.datasets: dict[int, dict[str, Any]] = {}
+
+    def dataset_of(self, dataset_id: int) -> str:
         """The query name behind a dataset: its key when the kit made it, else its table name."""
-        if dataset_id not in datasets:
-            datasets[dataset_id] = client.get(f"/api/v1/dataset/{dataset_id}")["result"]
-        detail = datasets[dataset_id]
+        if dataset_id not in self.datasets:
+            self.datasets[dataset_id] = self.client.get(f"/api/v1/dataset/{dataset_id}")["result"]
+        detail = self.datasets[dataset_id]
         marker = dataset_marker(detail.get("extra"))
         return marker.key if marker else _key(detail["table_name"], "query")
 
-    chart_specs, markdown, layout, used_keys = [], [], [], set()
-    for row in _layout(position):
-        keys = []
-        for component_id, node in row:
-            meta = node.get("meta", {})
-            size = {"width": int(meta.get("width") or 4), "height": int(meta.get("height") or 50)}
-            if node["type"] == "MARKDOWN":
-                key = _key(component_id.removeprefix("MARKDOWN-"), "markdown")
-                text = meta.get("code") or " "
-                if tenant:
-                    text = re.sub(rf"/superset/dashboard/{re.escape(deployed_slug(tenant, ''))}([a-z0-9-]+)/",
-                                  r"{slug:\1}", text)
-                markdown.append(MarkdownSpec(key=key, text=text, **size))
-            else:
-                chart = charts.get(meta.get("chartId"))
-                if chart is None:
-                    continue
-                detail = client.get(f"/api/v1/chart/{chart['id']}")["result"]
-                chart_marker = parse_marker(detail.get("certification_details"))
-                key = chart_marker.key.split("/", 1)[1] if chart_marker else _key(chart["slice_name"], "chart")
-                params = json.loads(detail.get("params") or "{}")
-                dataset_id = int(str(params.get("datasource", "0__table")).split("__")[0])
-                chart_specs.append(chart_spec(key, detail, params, dataset_of(dataset_id), size))
-            while key in used_keys:
-                key += "_2"
-            used_keys.add(key)
-            keys.append(key)
-        if keys:
-            layout.append(keys)
-    if not chart_specs:
-        raise UsageError(f"dashboard {ref} has no charts to export")
-    default = Counter(c.dataset for c in chart_specs).most_common(1)[0][0]
-    chart_specs = [c.model_copy(update={"dataset": None}) if c.dataset == default else c for c in chart_specs]
-    filters = []
-    for native in metadata.get("native_filter_configuration") or []:
-        if native.get("filterType") != "filter_select" or not native.get("targets"):
-            continue
-        target = native["targets"][0]
-        dataset = dataset_of(int(target["datasetId"]))
-        filters.append(FilterSpec(
-            key=_key(str(native.get("id", "")).removeprefix("NATIVE_FILTER-"), "filter"),
-            title=native.get("name") or "Filter",
-            column=target["column"]["name"],
-            dataset=None if dataset == default else dataset,
-            multi=bool((native.get("controlValues") or {}).get("multiSelect")),
-            description=native.get("description") or "",
-        ))
-    spec = DashboardSpec(slug=slug, title=title, description="", dataset=default, charts=chart_specs,
-                         markdown=markdown, filters=filters, layout=layout)
-    return Exported(spec, {dataset_of(i): d for i, d in datasets.items()})
+    def components(self, position: dict[str, Any]) -> tuple[list[ChartSpec], list[MarkdownSpec], list[list[str]]]:
+        """Charts, markdown blocks and the layout (rows of keys, unique), in reading order."""
+        charts: list[ChartSpec] = []
+        markdown: list[MarkdownSpec] = []
+        layout: list[list[str]] = []
+        used_keys: set[str] = set()
+        for row in _layout(position):
+            keys = []
+            for component_id, node in row:
+                meta = node.get("meta", {})
+                size = {"width": int(meta.get("width") or 4), "height": int(meta.get("height") or 50)}
+                if node["type"] == "MARKDOWN":
+                    block = self.markdown(component_id, meta, size)
+                    markdown.append(block)
+                    key = block.key
+                else:
+                    chart = self.chart(meta, size)
+                    if chart is None:
+                        continue
+                    charts.append(chart)
+                    key = chart.key
+                while key in used_keys:
+                    key += "_2"
+                used_keys.add(key)
+                keys.append(key)
+            if keys:
+                layout.append(keys)
+        return charts, markdown, layout
+
+    def markdown(self, component_id: str, meta: dict[str, Any], size: dict[str, int]) -> MarkdownSpec:
+        text = meta.get("code") or " "
+        if self.tenant:  # links to the tenant's own dashboards go back to {slug:...}
+            text = re.sub(rf"/superset/dashboard/{re.escape(deployed_slug(self.tenant, ''))}([a-z0-9-]+)/",
+                          r"{slug:\1}", text)
+        return MarkdownSpec(key=_key(component_id.removeprefix("MARKDOWN-"), "markdown"), text=text, **size)
+
+    def chart(self, meta: dict[str, Any], size: dict[str, int]) -> ChartSpec | None:
+        chart = self.charts.get(meta.get("chartId"))
+        if chart is None:
+            return None
+        detail = self.client.get(f"/api/v1/chart/{chart['id']}")["result"]
+        marker = parse_marker(detail.get("certification_details"))
+        key = marker.key.split("/", 1)[1] if marker else _key(chart["slice_name"], "chart")
+        params = json.loads(detail.get("params") or "{}")
+        dataset_id = int(str(params.get("datasource", "0__table")).split("__")[0])
+        return chart_spec(key, detail, params, self.dataset_of(dataset_id), size)
+
+    def filters(self, metadata: dict[str, Any], default: str) -> list[FilterSpec]:
+        """The select filters among the native filters (other kinds have no spec form)."""
+        filters = []
+        for native in metadata.get("native_filter_configuration") or []:
+            if native.get("filterType") != "filter_select" or not native.get("targets"):
+                continue
+            target = native["targets"][0]
+            dataset = self.dataset_of(int(target["datasetId"]))
+            filters.append(FilterSpec(
+                key=_key(str(native.get("id", "")).removeprefix("NATIVE_FILTER-"), "filter"),
+                title=native.get("name") or "Filter",
+                column=target["column"]["name"],
+                dataset=None if dataset == default else dataset,
+                multi=bool((native.get("controlValues") or {}).get("multiSelect")),
+                description=native.get("description") or "",
+            ))
+        return filters
 
 
 def _column_type(column: dict[str, Any]) -> str:
