@@ -1,3 +1,6 @@
+"""`python -m pfill`: the same as the `pfill` command."""
+
 from pfill.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
