@@ -24,10 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pfill.queries.catalog import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pfill.errors import ConfigError
+from pfill.queries.catalog import Query
 from pfill.yamlfile import LocatedYaml, load_located
 
 KEY = r"^[a-z][a-z0-9_]{0,62}$"
@@ -228,47 +228,79 @@ def validate_specs(specs: list[LoadedSpec], queries: dict[str, Query]) -> list[s
     problems: list[str] = []
     slugs: dict[str, str] = {}
     for loaded in specs:
-        spec, doc = loaded.spec, loaded.doc
-        if spec.slug in slugs:
-            problems.append(f"{doc.where('slug')}: slug {spec.slug!r} is also used by {slugs[spec.slug]}")
-        slugs[spec.slug] = str(doc.path)
-        if spec.dataset and spec.dataset not in queries:
-            problems.append(f"{doc.where('dataset')}: unknown dataset {spec.dataset!r}")
-        keys: dict[str, str] = {}
-        for kind, items in (("chart", spec.charts), ("markdown", spec.markdown)):
-            for i, item in enumerate(items):
-                section = "charts" if kind == "chart" else "markdown"
-                if item.key in keys:
-                    problems.append(f"{doc.where(section, i, 'key')}: duplicate key {item.key!r}")
-                keys[item.key] = kind
-        for i, chart in enumerate(spec.charts):
+        problems += _identity_problems(loaded, slugs, queries)
+        for i, chart in enumerate(loaded.spec.charts):
             problems += _chart_problems(loaded, i, chart, queries)
-        for i, flt in enumerate(spec.filters):
-            dataset = loaded.filter_dataset(flt)
-            if dataset not in queries:
-                problems.append(f"{doc.where('filters', i)}: filter {flt.key}: unknown dataset {dataset!r}")
-            elif flt.column not in queries[dataset].column_names:
-                problems.append(
-                    f"{doc.where('filters', i, 'column')}: filter {flt.key}: column {flt.column!r} is not "
-                    f"returned by query {dataset}"
-                )
-        placed: dict[str, int] = {}
-        widths = {c.key: c.width for c in spec.charts} | {m.key: m.width for m in spec.markdown}
-        for r, row in enumerate(spec.layout):
-            for c, key in enumerate(row):
-                if key not in keys:
-                    problems.append(f"{doc.where('layout', r, c)}: layout names unknown chart {key!r}")
-                placed[key] = placed.get(key, 0) + 1
-            width = sum(widths.get(k, 0) for k in row)
-            if width > GRID_COLUMNS:
-                problems.append(f"{doc.where('layout', r)}: row {r + 1} is {width} columns wide (at most 12)")
-        for key in keys:
-            if placed.get(key, 0) != 1:
-                how = "not placed in the layout" if key not in placed else f"placed {placed[key]} times"
-                problems.append(f"{doc.path}: {keys[key]} {key!r} is {how}")
+        problems += _filter_problems(loaded, queries)
+        problems += _layout_problems(loaded)
+    problems += _link_problems(specs, set(slugs))
+    return problems
+
+
+def _items(spec: DashboardSpec) -> list[tuple[str, str, int, ChartSpec | MarkdownSpec]]:
+    """(kind, section, index, item) for every chart and markdown block, the things a layout places."""
+    return [("chart", "charts", i, c) for i, c in enumerate(spec.charts)] + [
+        ("markdown", "markdown", i, m) for i, m in enumerate(spec.markdown)
+    ]
+
+
+def _item_kinds(spec: DashboardSpec) -> dict[str, str]:
+    """Key -> kind (chart or markdown) of every item the layout may name."""
+    return {item.key: kind for kind, _, _, item in _items(spec)}
+
+
+def _identity_problems(loaded: LoadedSpec, slugs: dict[str, str], queries: dict[str, Query]) -> Iterable[str]:
+    """A slug used twice (recording this one in `slugs`), an unknown dashboard dataset, duplicate keys."""
+    spec, doc = loaded.spec, loaded.doc
+    if spec.slug in slugs:
+        yield f"{doc.where('slug')}: slug {spec.slug!r} is also used by {slugs[spec.slug]}"
+    slugs[spec.slug] = str(doc.path)
+    if spec.dataset and spec.dataset not in queries:
+        yield f"{doc.where('dataset')}: unknown dataset {spec.dataset!r}"
+    seen: set[str] = set()
+    for _, section, i, item in _items(spec):
+        if item.key in seen:
+            yield f"{doc.where(section, i, 'key')}: duplicate key {item.key!r}"
+        seen.add(item.key)
+
+
+def _filter_problems(loaded: LoadedSpec, queries: dict[str, Query]) -> Iterable[str]:
+    doc = loaded.doc
+    for i, flt in enumerate(loaded.spec.filters):
+        dataset = loaded.filter_dataset(flt)
+        if dataset not in queries:
+            yield f"{doc.where('filters', i)}: filter {flt.key}: unknown dataset {dataset!r}"
+        elif flt.column not in queries[dataset].column_names:
+            yield (
+                f"{doc.where('filters', i, 'column')}: filter {flt.key}: column {flt.column!r} is not "
+                f"returned by query {dataset}"
+            )
+
+
+def _layout_problems(loaded: LoadedSpec) -> Iterable[str]:
+    """Unknown keys and rows wider than the grid, then items not placed exactly once."""
+    spec, doc = loaded.spec, loaded.doc
+    kinds = _item_kinds(spec)
+    placed: dict[str, int] = {}
+    widths = {c.key: c.width for c in spec.charts} | {m.key: m.width for m in spec.markdown}
+    for r, row in enumerate(spec.layout):
+        for c, key in enumerate(row):
+            if key not in kinds:
+                yield f"{doc.where('layout', r, c)}: layout names unknown chart {key!r}"
+            placed[key] = placed.get(key, 0) + 1
+        width = sum(widths.get(k, 0) for k in row)
+        if width > GRID_COLUMNS:
+            yield f"{doc.where('layout', r)}: row {r + 1} is {width} columns wide (at most 12)"
+    for key, kind in kinds.items():
+        if placed.get(key, 0) != 1:
+            how = "not placed in the layout" if key not in placed else f"placed {placed[key]} times"
+            yield f"{doc.path}: {kind} {key!r} is {how}"
+
+
+def _link_problems(specs: list[LoadedSpec], slugs: set[str]) -> Iterable[str]:
+    """`{slug:NAME}` links in markdown to dashboards that no spec defines."""
     for loaded in specs:
         for i, block in enumerate(loaded.spec.markdown):
             for target in re.findall(r"\{slug:([a-z0-9-]+)\}", block.text):
                 if target not in slugs:
-                    problems.append(f"{loaded.doc.where('markdown', i, 'text')}: link to unknown dashboard {target!r}")
-    return problems
+                    yield f"{loaded.doc.where('markdown', i, 'text')}: link to unknown dashboard {target!r}"

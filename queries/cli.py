@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pfill.config import Settings
-from pfill.dialects import DIALECTS, dialect_of
+from pfill.dialects import DIALECTS, dialect_of, pretty
 from pfill.errors import EXIT_ERROR, UsageError
 from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, format_table, info, print_table
@@ -105,7 +105,7 @@ def preview(
         for query in selected:
             if all_queries:
                 click.echo(f"-- {query.name}: {query.title}")
-            click.echo(rendered[query.name] if superset else runner.pretty(rendered[query.name], dialect))
+            click.echo(rendered[query.name] if superset else pretty(rendered[query.name], dialect))
             if all_queries:
                 click.echo(";\n")
         return

@@ -1,6 +1,6 @@
 """Deploy-time rendering of the report templates, and the safe way values get into SQL.
 
-Two template layers live in one file:
+Two template layers live in one template file:
 - deploy time (this module): Jinja with `[[ expr ]]`, `[% stmt %]` and `[# comment #]`, rendered by
   pfill with the dialect, tenant, run and schema;
 - query time (Superset): `{{ filter_values('run_id') }}`, `{% if ... %}`, left untouched here so that
@@ -21,14 +21,11 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
-import sqlglot
 from sqlglot import exp
 
-from pfill.config import DIALECTS
+from pfill.dialects import sqlglot_name
 from pfill.errors import UsageError
 
-# Report dialect -> sqlglot dialect name.
-SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _JINJA_MARKS = ("{{", "{%", "{#")
@@ -45,12 +42,6 @@ class SqlLiteral(str):
         literal = super().__new__(cls, text)
         literal.value = value
         return literal
-
-
-def check_dialect(dialect: str) -> str:
-    if dialect not in DIALECTS:
-        raise UsageError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
-    return dialect
 
 
 def check_identifier(name: str, what: str = "identifier") -> str:
@@ -88,11 +79,11 @@ def sql_literal(value: Any, dialect: str) -> SqlLiteral:
         node = exp.Literal.string(value)
     else:
         raise UsageError(f"cannot write a {type(value).__name__} as a SQL literal")
-    return SqlLiteral(node.sql(dialect=SQLGLOT_DIALECT[dialect]), value)
+    return SqlLiteral(node.sql(dialect=sqlglot_name(dialect)), value)
 
 
 def quote_identifier(name: str, dialect: str) -> str:
-    return exp.to_identifier(check_identifier(name), quoted=True).sql(dialect=SQLGLOT_DIALECT[dialect])
+    return exp.to_identifier(check_identifier(name), quoted=True).sql(dialect=sqlglot_name(dialect))
 
 
 _TAGS = (("[#", "#]"), ("[%", "%]"), ("[[", "]]"))
@@ -158,7 +149,7 @@ def template_environment(folder: Path) -> jinja2.Environment:
 # -- Superset's query-time Jinja, evaluated with defaults for a preview --------------------------
 def _where_in(values: list[Any], mark: str = "'") -> str:
     # Superset's own filter; the stub quotes the same way (only used on stub defaults).
-    return "(" + ", ".join(sqlglot.exp.Literal.string(str(v)).sql() for v in values) + ")"
+    return "(" + ", ".join(exp.Literal.string(str(v)).sql() for v in values) + ")"
 
 
 def _superset_stub_environment() -> jinja2.Environment:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pfill.queries.catalog import load_queries
-from pfill.dashboards.specs import json_schema, load_specs, packaged_dashboards, validate_specs
 
 from pfill.cli import cli
+from pfill.dashboards.specs import json_schema, load_specs, packaged_dashboards, validate_specs
 from pfill.errors import ConfigError
+from pfill.queries.catalog import load_queries
 
 
 def test_packaged_specs_are_valid_with_25_charts() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.engine.db import init_schema
-from pfill.engine.schema import pfill_run_history
 
 from pfill.cli import cli
+from pfill.engine.db import init_schema
+from pfill.engine.schema import pfill_run_history
 
 from .conftest import edit
 

@@ -12,10 +12,11 @@ import jinja2
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.queries import preview
-from pfill.queries.catalog import load_queries
 
 from pfill.cli import cli
+from pfill.dialects import pretty
+from pfill.queries import preview
+from pfill.queries.catalog import load_queries
 
 QUERIES = load_queries()
 AS_OF = "2026-01-05"
@@ -80,7 +81,7 @@ def test_query_returns_exactly_its_declared_columns(db: dict[str, object], name:
     sql = query.render(str(db["dialect"]))
     result = _run(db, sql)
     assert result.columns == query.column_names
-    assert _run(db, preview.pretty(sql, str(db["dialect"]))).row_count == result.row_count  # what preview prints
+    assert _run(db, pretty(sql, str(db["dialect"]))).row_count == result.row_count  # what preview prints
     assert result.row_count == len(result.rows)
     assert result.row_count > 0, f"{name} is empty on the demo run"
     latest = db["runs"][1]  # type: ignore[index]

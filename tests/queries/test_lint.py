@@ -76,5 +76,5 @@ def test_json_output(queries_copy: Path) -> None:
     assert findings == [{
         "file": str(queries_copy / "switching.yaml"), "line": 20, "rule": "column-missing",
         "message": "column upb is declared but not selected", "query": "switching",
-        "dialects": ["sqlite", "postgresql", "mssql"],
+        "dialects": ["sqlite", "postgresql", "mssql"], "check": "columns",
     }]

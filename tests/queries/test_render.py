@@ -5,12 +5,12 @@ from __future__ import annotations
 import jinja2
 import pytest
 import sqlglot
-from pfill.queries.preview import count_sql, pretty
-from pfill.queries.catalog import load_queries
-from pfill.queries.template import SQLGLOT_DIALECT, has_superset_jinja, neutralise_superset_jinja
 from sqlglot import exp
 
 from pfill.config import DIALECTS
+from pfill.dialects import SQLGLOT_NAMES, count_rows_sql, pretty
+from pfill.queries.catalog import load_queries
+from pfill.queries.template import has_superset_jinja, neutralise_superset_jinja
 
 QUERIES = load_queries()
 REPORTS = {
@@ -33,13 +33,13 @@ def test_the_eight_reports_are_packaged() -> None:
 def test_every_query_parses_in_every_dialect(name: str, dialect: str, superset: bool) -> None:
     sql = QUERIES[name].render(dialect, superset=superset, schema="reports")
     runnable = neutralise_superset_jinja(sql) if superset else sql
-    tree = sqlglot.parse_one(runnable, read=SQLGLOT_DIALECT[dialect])
+    tree = sqlglot.parse_one(runnable, read=SQLGLOT_NAMES[dialect])
     assert list(tree.named_selects) == QUERIES[name].column_names
     assert not list(tree.find_all(exp.Star)) or all(isinstance(s.parent, exp.Count) for s in tree.find_all(exp.Star))
     assert tree.args.get("order") is None
     # pretty-printing and the hoisted count wrapper stay valid in the dialect
-    sqlglot.parse_one(pretty(runnable, dialect), read=SQLGLOT_DIALECT[dialect])
-    sqlglot.parse_one(count_sql(runnable, dialect), read=SQLGLOT_DIALECT[dialect])
+    sqlglot.parse_one(pretty(runnable, dialect), read=SQLGLOT_NAMES[dialect])
+    sqlglot.parse_one(count_rows_sql(runnable, dialect), read=SQLGLOT_NAMES[dialect])
 
 
 def test_superset_jinja_survives_deploy_time_rendering() -> None:
@@ -110,7 +110,7 @@ def test_schema_qualifies_every_table() -> None:
 
 def test_count_wrapper_hoists_the_with_clause_for_sql_server() -> None:
     sql = QUERIES["trade_recap"].render("mssql")
-    wrapped = count_sql(sql, "mssql")
+    wrapped = count_rows_sql(sql, "mssql")
     tree = sqlglot.parse_one(wrapped, read="tsql")
     assert wrapped.startswith("WITH ")
     inner = tree.find(exp.Subquery)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlglot
-from pfill.queries.catalog import load_queries
-from pfill.queries.template import SQLGLOT_DIALECT, sql_literal
 from sqlglot import exp
 
 from pfill.config import DIALECTS
+from pfill.dialects import SQLGLOT_NAMES
 from pfill.errors import UsageError
+from pfill.queries.catalog import load_queries
+from pfill.queries.template import sql_literal
 
 QUERIES = load_queries()
 ATTACKS = [
@@ -49,7 +50,7 @@ def test_typed_parameters_are_validated() -> None:
 @pytest.mark.parametrize("attack", [a for a in ATTACKS if "{" not in a])
 def test_literals_round_trip_as_one_string(dialect: str, attack: str) -> None:
     literal = sql_literal(attack, dialect)
-    tree = sqlglot.parse_one(f"SELECT {literal} AS v", read=SQLGLOT_DIALECT[dialect])
+    tree = sqlglot.parse_one(f"SELECT {literal} AS v", read=SQLGLOT_NAMES[dialect])
     value = tree.selects[0].this
     assert isinstance(value, exp.Literal) and value.is_string and value.this == attack
 
