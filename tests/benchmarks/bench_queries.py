@@ -25,11 +25,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.queries.preview import count_sql
-from pfill.queries.catalog import load_queries
 
 from pfill.cli import cli
+from pfill.dialects import count_rows_sql
 from pfill.output import format_table
+from pfill.queries.catalog import load_queries
 
 AS_OF = "2026-01-05"
 TARGET_MS = 500.0
@@ -70,7 +70,7 @@ def in_database_ms(engine: sa.Engine, sql: str, dialect: str, repeat: int) -> fl
     PostgreSQL: EXPLAIN ANALYZE's execution time (a COUNT(*) wrapper would let the planner drop
     LEFT JOINs it does not need, timing less than the real query). SQLite: the COUNT(*) probe."""
     if dialect != "postgresql":
-        return statistics.median(timed(engine, count_sql(sql, dialect), repeat)[1])
+        return statistics.median(timed(engine, count_rows_sql(sql, dialect), repeat)[1])
     explain = sa.text("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + sql.replace(":", "\\:"))
     times = []
     for _ in range(repeat):
