@@ -1,1 +1,11 @@
-"""The PowerFill engine: data model, demo data, the six pipeline steps and the run lifecycle."""
+"""The PowerFill engine: fills the pfill_* tables that the dashboards read, one run at a time.
+
+- data in and out: schema.py (the tables), db.py (open the database, create or upgrade the schema),
+  inputs.py (a tenant's inputs as numpy arrays), bulk.py (fast bulk writes)
+- market rules: market.py (instruments, limits, cash window), pairs.py (eligible pairs), reasons.py
+- one run: context.py (RunContext), state.py (the typed step outputs), pipeline.py (execute_run),
+  runs.py (lifecycle: BR-8, heartbeat, cancel, reconcile, BR-9 cleanup, retention)
+- steps/: the six pipeline steps (cash_grid, settle_price, candidates, allocation, pool_guide, synthetic)
+- solver/: the allocation algorithm (problem, greedy, optimal and its LP, rounding and repair)
+- demo_data.py: deterministic demo inputs; cli.py: `pfill db`, `demo-data`, `run`, `runs`
+"""

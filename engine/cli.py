@@ -1,29 +1,32 @@
-"""`pfill db init`, `pfill demo-data`, `pfill run` and `pfill runs list|show|cancel|reconcile`."""
+"""`pfill db init`, `pfill demo-data`, `pfill run` and `pfill runs list|show|latest|cancel|reconcile`.
+
+Each command is option plumbing over the engine's API: db.open_engine, demo_data.generate /
+replace_tenant_inputs, pipeline.execute_run and runs.*."""
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import date, datetime
 from typing import Any
 
 import click
+import sqlalchemy as sa
 
 from pfill.config import Settings
+from pfill.database import open_database
 from pfill.errors import UsageError
+from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, info, print_table, step
 
 from . import demo_data, runs
-from .allocator import DEFAULT_STRATEGY, STRATEGIES
-from .db import get_engine, init_schema
+from .db import init_schema, open_engine
+from .pipeline import RunOptions, execute_run
+from .solver import DEFAULT_STRATEGY, STRATEGIES
 
-pass_settings = click.make_pass_decorator(Settings)
 
-
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    if settings.db_url.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(settings.db_url[len("sqlite:///"):]) or ".", exist_ok=True)
-    return get_engine(settings.db_url)
+def _engine(settings: Settings) -> sa.Engine:
+    """The engine database of these settings, its schema created or upgraded."""
+    return open_engine(settings.db_url)
 
 
 def _as_of(value: datetime | None) -> date | None:
@@ -31,7 +34,6 @@ def _as_of(value: datetime | None) -> date | None:
 
 
 _AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Business date [today].")
-_TENANT = click.option("--tenant", help="Tenant [env PFILL_TENANT; demo].")
 
 
 @click.group("db")
@@ -43,7 +45,7 @@ def db_group() -> None:
 @pass_settings
 def db_init(settings: Settings) -> None:
     """Create or upgrade the engine schema (idempotent: adds what is missing, drops nothing)."""
-    changes = init_schema(_engine(settings))
+    changes = init_schema(open_database(settings.db_url))
     info(f"schema up to date ({len(changes)} change(s))" if changes else "schema already up to date")
 
 
@@ -51,16 +53,15 @@ def db_init(settings: Settings) -> None:
 @click.option("--loans", type=click.IntRange(1), default=demo_data.DEFAULT_LOANS, show_default=True)
 @click.option("--trades", type=click.IntRange(1), default=demo_data.DEFAULT_TRADES, show_default=True)
 @click.option("--seed", type=int, default=demo_data.DEFAULT_SEED, show_default=True)
-@_TENANT
+@tenant_option()
 @_AS_OF
-@click.option("--json", "as_json", is_flag=True, help="Print the row counts as JSON.")
+@json_option(help="Print the row counts as JSON.")
 @pass_settings
 def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, tenant: str | None,
                       as_of: datetime | None, as_json: bool) -> None:
     """Replace a tenant's inputs with realistic demo data (deterministic for a seed and date)."""
     tenant = tenant or settings.tenant
     engine = _engine(settings)
-    init_schema(engine)
     with step(f"generating {loans} loans and {trades} trades for tenant {tenant} (seed {seed})"):
         data = demo_data.generate(loans, trades, seed, _as_of(as_of))
         counts = demo_data.replace_tenant_inputs(engine, tenant, data)
@@ -71,14 +72,14 @@ def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, te
 
 
 @click.command("run")
-@_TENANT
+@tenant_option()
 @click.option("--scoring", type=click.Choice(["price", "price_carry"]), default="price", show_default=True,
               help="Rank placements by price + pay-up, or also by carry to settlement.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=DEFAULT_STRATEGY, show_default=True,
               help="optimal: HiGHS LP + rounding + repair, with a proven bound; greedy: the staged greedy.")
 @click.option("--keep", type=click.IntRange(1), help="Runs to keep per tenant [env PFILL_KEEP_RUNS; 10].")
 @_AS_OF
-@click.option("--json", "as_json", is_flag=True, help="Print the finished run as JSON.")
+@json_option(help="Print the finished run as JSON.")
 @pass_settings
 def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: str, keep: int | None,
                 as_of: datetime | None, as_json: bool) -> None:
@@ -86,11 +87,8 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
 
     Exit code 3 when the tenant already has an active run (BR-8).
     """
-    from .pipeline import RunOptions, execute_run
-
-    keep = keep or int(os.environ.get("PFILL_KEEP_RUNS") or runs.DEFAULT_KEEP_RUNS)
+    keep = keep or runs.default_keep_runs()
     engine = _engine(settings)
-    init_schema(engine)
     options = RunOptions(tenant=tenant or settings.tenant, scoring=scoring, strategy=strategy, keep_runs=keep,
                          as_of=_as_of(as_of))
     result = execute_run(engine, options, progress=info)
@@ -120,15 +118,14 @@ def runs_group() -> None:
 
 
 @runs_group.command("list")
-@_TENANT
+@tenant_option()
 @click.option("--all-tenants", is_flag=True, help="Every tenant's runs.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_settings
 def runs_list(settings: Settings, tenant: str | None, all_tenants: bool, limit: int, as_json: bool) -> None:
     """Runs, newest first, with their summary counters."""
     engine = _engine(settings)
-    init_schema(engine)
     rows = runs.list_runs(engine, None if all_tenants else (tenant or settings.tenant), limit)
     if as_json:
         emit_json([_public(r) for r in rows])
@@ -141,13 +138,12 @@ def runs_list(settings: Settings, tenant: str | None, all_tenants: bool, limit: 
 
 @runs_group.command("show")
 @click.argument("run_id")
-@_TENANT
-@click.option("--json", "as_json", is_flag=True)
+@tenant_option()
+@json_option()
 @pass_settings
 def runs_show(settings: Settings, run_id: str, tenant: str | None, as_json: bool) -> None:
     """One run (RUN_ID, or `latest` for the tenant's newest run)."""
     engine = _engine(settings)
-    init_schema(engine)
     if run_id == "latest":
         found = runs.latest_run(engine, tenant or settings.tenant)
         if found is None:
@@ -163,8 +159,8 @@ def runs_show(settings: Settings, run_id: str, tenant: str | None, as_json: bool
 
 
 @runs_group.command("latest")
-@_TENANT
-@click.option("--json", "as_json", is_flag=True)
+@tenant_option()
+@json_option()
 @click.pass_context
 def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
     """The tenant's newest run (the same as `pfill runs show latest`)."""
@@ -176,18 +172,17 @@ def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
 @pass_settings
 def runs_cancel(settings: Settings, run_id: str) -> None:
     """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner)."""
-    run = runs.request_cancel(_engine(settings), run_id)
+    run = runs.request_cancel(open_database(settings.db_url), run_id)
     info(f"cancel requested for run {run_id} (now {run['status']})")
 
 
 @runs_group.command("reconcile")
-@_TENANT
+@tenant_option()
 @click.option("--all-tenants", is_flag=True)
 @pass_settings
 def runs_reconcile(settings: Settings, tenant: str | None, all_tenants: bool) -> None:
     """Mark active runs whose process died as Failed (a live run is never touched)."""
     engine = _engine(settings)
-    init_schema(engine)
     if all_tenants and tenant:
         raise UsageError("give --tenant or --all-tenants, not both")
     done = runs.reconcile(engine, None if all_tenants else (tenant or settings.tenant))

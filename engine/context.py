@@ -1,5 +1,5 @@
-"""What the pipeline steps share: the run's identity, its inputs, arrays passed between steps,
-counters, and helpers to write output rows (always stamped with run_id and tenant_id)."""
+"""What the pipeline steps share: the run's identity, its inputs, the typed outputs steps hand to each
+other (state.py), counters, and helpers to write output rows (always stamped with run_id and tenant_id)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from . import schema
 from .bulk import insert_columns
 from .inputs import Inputs
+from .solver import DEFAULT_STRATEGY
+from .state import Allocation, Candidates, CashSlots, Pricing
 
 
 def utcnow() -> datetime:
@@ -23,16 +25,22 @@ def utcnow() -> datetime:
 
 @dataclass
 class RunContext:
+    """One run: identity and options, the inputs, the step outputs, counters and rows written."""
+
     engine: sa.Engine
     run_id: str
     tenant: str
     scoring: str = "price"  # price | price_carry
-    strategy: str = "optimal"  # allocator.DEFAULT_STRATEGY
+    strategy: str = DEFAULT_STRATEGY
     as_of: date = field(default_factory=date.today)
     candidates_kept_per_loan: int = 5
     inputs: Inputs | None = None
-    state: dict[str, Any] = field(default_factory=dict)  # arrays one step hands to the next
-    counters: dict[str, Any] = field(default_factory=dict)
+    # step outputs (state.py), each None until its step has run
+    cash: CashSlots | None = None  # cash_grid
+    pricing: Pricing | None = None  # settle_price
+    candidates: Candidates | None = None  # candidates
+    allocation: Allocation | None = None  # allocation
+    counters: dict[str, Any] = field(default_factory=dict)  # free-form summary, written to the run history
     rows_written: dict[str, int] = field(default_factory=dict)
     checkpoint: Callable[[], None] = lambda: None  # raises when the run was cancelled
 

@@ -1,37 +1,25 @@
-"""Connecting to the engine database and creating or upgrading its schema."""
+"""The engine database: opening it (through the one policy in pfill.database) and creating or
+upgrading its schema.
+
+    engine = open_engine(url)      # open_database(url) + init_schema(engine)
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pfill.errors import ConfigError
+from pfill.database import open_database
 
 from .schema import metadata
 
-_engines: dict[str, Engine] = {}
 
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_conn.cursor()
-    # WAL lets `runs list` / `runs cancel` read and write while a run holds a write transaction.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process (SQLite files get WAL and a busy timeout)."""
-    if url not in _engines:
-        try:
-            engine = sa.create_engine(url, future=True)
-        except Exception as exc:
-            raise ConfigError(f"cannot use database URL: {exc}") from exc
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-        _engines[url] = engine
-    return _engines[url]
+def open_engine(url: str) -> Engine:
+    """The process's engine for `url` with the schema created or upgraded (a SQLite file's folder is
+    created; errors are one line with the password masked)."""
+    engine = open_database(url)
+    init_schema(engine)
+    return engine
 
 
 def init_schema(engine: Engine) -> list[str]:

@@ -1,5 +1,10 @@
 """Running the pipeline: statuses as it goes, seconds per step, counters, cancel and failure handling.
 
+    run = execute_run(engine, RunOptions(tenant="demo"), progress=print)
+
+`execute_run` is the engine's API for one run (the `pfill run` command, the demo and the benchmarks
+call it); it needs no click context.
+
 Hidden test hooks (fault injection for the lifecycle tests; harmless when unset):
 - PFILL_TEST_STEP_DELAY: seconds to sleep at the start of every step, or `step=seconds[,step=seconds]`
   (the sleep checks for cancel every 0.1 s).
@@ -12,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -21,10 +26,18 @@ import sqlalchemy as sa
 from pfill.errors import PfillError
 
 from . import runs
-from .allocator import DEFAULT_STRATEGY
 from .context import RunContext, utcnow
 from .inputs import load_inputs
+from .solver import DEFAULT_STRATEGY
 from .steps import STEPS
+
+Progress = Callable[[str], None]
+
+# run-history columns filled from the counters when a run completes
+SUMMARY_COLUMNS = (
+    "loans_considered", "candidate_count", "allocated_loan_count", "allocated_upb", "kickout_count",
+    "cash_loan_count", "trade_count", "trades_filled_in_tolerance", "total_value", "objective_value",
+    "lp_bound", "gap_pct", "solver_seconds")
 
 
 class RunFailed(PfillError):
@@ -37,11 +50,139 @@ class RunWasCancelled(PfillError):
 
 @dataclass
 class RunOptions:
+    """What to run: the tenant and the run's options (defaults as `pfill run` has them)."""
+
     tenant: str
-    scoring: str = "price"
-    strategy: str = DEFAULT_STRATEGY
-    keep_runs: int = runs.DEFAULT_KEEP_RUNS
-    as_of: date | None = None
+    scoring: str = "price"  # price | price_carry
+    strategy: str = DEFAULT_STRATEGY  # a key of solver.STRATEGIES
+    keep_runs: int = field(default_factory=runs.default_keep_runs)  # env PFILL_KEEP_RUNS, else 10
+    as_of: date | None = None  # business date, None: today
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def execute_run(engine: sa.Engine, options: RunOptions, progress: Progress = _quiet) -> dict[str, Any]:
+    """Reconcile dead runs, start a run (BR-8), run the six steps, finish it. Returns the run row
+    (the pfill_run_history columns, plus `rows_written` per table).
+
+    Raises ConflictError (exit 3) when the tenant has an active run, RunWasCancelled when a cancel was
+    requested, and RunFailed when a step raised (the run is then recorded as Failed, BR-9 applied)."""
+    runs.reconcile(engine, options.tenant)
+    run_id = runs.create_run(engine, options.tenant, options.scoring,
+                             {"strategy": options.strategy, "keep_runs": options.keep_runs,
+                              "as_of": options.as_of})
+    progress(f"run {run_id} (tenant {options.tenant}, scoring {options.scoring})")
+    ctx = RunContext(engine=engine, run_id=run_id, tenant=options.tenant, scoring=options.scoring,
+                     strategy=options.strategy, as_of=options.as_of or date.today(),
+                     checkpoint=_cancel_checkpoint(engine, run_id))
+    tracker = _Tracker(ctx, progress)
+    with runs.Heartbeat(engine, run_id):
+        try:
+            tracker.run_steps()
+        except runs.RunCancelled:
+            raise tracker.cancelled() from None
+        except Exception as exc:
+            raise tracker.failed(exc) from exc
+    tracker.complete(options.strategy)
+    removed = runs.apply_retention(engine, options.tenant, options.keep_runs)
+    if removed:
+        progress(f"  retention: removed {len(removed)} old run(s), keeping {options.keep_runs}")
+    result = runs.get_run(engine, run_id)
+    result["rows_written"] = ctx.rows_written
+    return result
+
+
+def _cancel_checkpoint(engine: sa.Engine, run_id: str) -> Callable[[], None]:
+    def checkpoint() -> None:
+        if runs.cancel_requested(engine, run_id):
+            raise runs.RunCancelled()
+
+    return checkpoint
+
+
+@dataclass
+class _Tracker:
+    """One run's progress through the steps: the current step and status, and seconds per step."""
+
+    ctx: RunContext
+    progress: Progress
+    current: str = "load_inputs"
+    status: str = "Pending"
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    def run_steps(self) -> None:
+        ctx = self.ctx
+        runs.update_run(ctx.engine, ctx.run_id, status="PreProcessing", started_at=utcnow(),
+                        current_step=self.current)
+        self.status = "PreProcessing"
+        started = time.monotonic()
+        with ctx.engine.connect() as conn:
+            ctx.inputs = load_inputs(conn, ctx.tenant)
+        self.step_seconds[self.current] = round(time.monotonic() - started, 3)
+        self.progress(f"  {self.current:<13} {self.step_seconds[self.current]:7.2f}s  {ctx.inputs.n_loans} loans, "
+                      f"{ctx.inputs.n_trades} trades")
+        for name, step_status, step_fn in STEPS:
+            self.run_step(name, step_status, step_fn)
+        self.current = "finish"
+        _test_fault("finish", ctx.checkpoint)
+        ctx.checkpoint()
+
+    def run_step(self, name: str, step_status: str, step_fn: Callable[[RunContext], None]) -> None:
+        ctx = self.ctx
+        self.current = name
+        ctx.checkpoint()
+        values: dict[str, Any] = {"current_step": name, "heartbeat_at": utcnow()}
+        if step_status != self.status:
+            values["status"] = self.status = step_status
+        runs.update_run(ctx.engine, ctx.run_id, **values)
+        ctx.log(name, "step_start", f"{name} started")
+        started = time.monotonic()
+        _test_fault(name, ctx.checkpoint)
+        step_fn(ctx)
+        self.step_seconds[name] = round(time.monotonic() - started, 3)
+        ctx.log(name, "step_end", f"{name} done in {self.step_seconds[name]:.3f}s")
+        self.progress(f"  {name:<13} {self.step_seconds[name]:7.2f}s")
+
+    def cancelled(self) -> RunWasCancelled:
+        """Record the run as Cancelled; returns the error to raise."""
+        ctx = self.ctx
+        runs.finish_run(ctx.engine, ctx.run_id, ctx.tenant, "Cancelled", failure_step=self.current,
+                        failure_message="cancelled by request", step_seconds_json=json.dumps(self.step_seconds))
+        return RunWasCancelled(f"run {ctx.run_id} was cancelled during {self.current}")
+
+    def failed(self, exc: Exception) -> RunFailed:
+        """Record the run as Failed (logged, BR-9 applied); returns the error to raise."""
+        ctx = self.ctx
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        ctx.log(self.current, "error", message, level="ERROR")
+        runs.finish_run(ctx.engine, ctx.run_id, ctx.tenant, "Failed", failure_step=self.current,
+                        failure_message=message, step_seconds_json=json.dumps(self.step_seconds))
+        return RunFailed(f"run {ctx.run_id} failed in step {self.current}: {message}")
+
+    def complete(self, strategy: str) -> None:
+        """Record the run as Complete with its counters, summary columns and seconds per step."""
+        ctx = self.ctx
+        summary = {k: v for k, v in ctx.counters.items() if isinstance(v, (int, float))}
+        response = {"counters": ctx.counters, "step_seconds": self.step_seconds, "rows_written": ctx.rows_written}
+        flat = {k: ctx.counters.get(k) for k in SUMMARY_COLUMNS}
+        flat["strategy"] = strategy
+        ctx.log("run", "counters", "summary counters", **summary)
+        runs.finish_run(ctx.engine, ctx.run_id, ctx.tenant, "Complete", current_step=None,
+                        step_seconds_json=json.dumps(self.step_seconds),
+                        response_json=json.dumps(response, default=str), **flat)
+
+
+def _test_fault(step: str, checkpoint: Callable[[], None]) -> None:
+    """The PFILL_TEST_* hooks for `step`: its injected delay (steps only), then its injected failure."""
+    if step == "finish":
+        if os.environ.get("PFILL_TEST_FAIL_STEP") == step:
+            raise RuntimeError("injected failure after the last step (PFILL_TEST_FAIL_STEP=finish)")
+        return
+    _sleep_checking(_test_delay(step), checkpoint)
+    if os.environ.get("PFILL_TEST_FAIL_STEP") == step:
+        raise RuntimeError(f"injected failure in {step} (PFILL_TEST_FAIL_STEP)")
 
 
 def _test_delay(step: str) -> float:
@@ -62,80 +203,3 @@ def _sleep_checking(seconds: float, checkpoint: Callable[[], None]) -> None:
     while time.monotonic() < end:
         checkpoint()
         time.sleep(min(0.1, max(0.0, end - time.monotonic())))
-
-
-def execute_run(engine: sa.Engine, options: RunOptions,
-                progress: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
-    """Reconcile dead runs, start a run (BR-8), run the six steps, finish it. Returns the run row."""
-    runs.reconcile(engine, options.tenant)
-    run_id = runs.create_run(engine, options.tenant, options.scoring,
-                             {"strategy": options.strategy, "keep_runs": options.keep_runs,
-                              "as_of": options.as_of})
-    progress(f"run {run_id} (tenant {options.tenant}, scoring {options.scoring})")
-
-    def checkpoint() -> None:
-        if runs.cancel_requested(engine, run_id):
-            raise runs.RunCancelled()
-
-    ctx = RunContext(engine=engine, run_id=run_id, tenant=options.tenant, scoring=options.scoring,
-                     strategy=options.strategy, as_of=options.as_of or date.today(), checkpoint=checkpoint)
-    step_seconds: dict[str, float] = {}
-    current = "load_inputs"
-    status = "Pending"
-    with runs.Heartbeat(engine, run_id):
-        try:
-            runs.update_run(engine, run_id, status="PreProcessing", started_at=utcnow(), current_step=current)
-            status = "PreProcessing"
-            started = time.monotonic()
-            with engine.connect() as conn:
-                ctx.inputs = load_inputs(conn, options.tenant)
-            step_seconds[current] = round(time.monotonic() - started, 3)
-            progress(f"  {current:<13} {step_seconds[current]:7.2f}s  {ctx.inputs.n_loans} loans, "
-                     f"{ctx.inputs.n_trades} trades")
-            for name, step_status, step_fn in STEPS:
-                current = name
-                checkpoint()
-                values: dict[str, Any] = {"current_step": name, "heartbeat_at": utcnow()}
-                if step_status != status:
-                    values["status"] = status = step_status
-                runs.update_run(engine, run_id, **values)
-                ctx.log(name, "step_start", f"{name} started")
-                started = time.monotonic()
-                _sleep_checking(_test_delay(name), checkpoint)
-                if os.environ.get("PFILL_TEST_FAIL_STEP") == name:
-                    raise RuntimeError(f"injected failure in {name} (PFILL_TEST_FAIL_STEP)")
-                step_fn(ctx)
-                step_seconds[name] = round(time.monotonic() - started, 3)
-                ctx.log(name, "step_end", f"{name} done in {step_seconds[name]:.3f}s")
-                progress(f"  {name:<13} {step_seconds[name]:7.2f}s")
-            current = "finish"
-            if os.environ.get("PFILL_TEST_FAIL_STEP") == current:
-                raise RuntimeError("injected failure after the last step (PFILL_TEST_FAIL_STEP=finish)")
-            checkpoint()
-        except runs.RunCancelled:
-            runs.finish_run(engine, run_id, options.tenant, "Cancelled", failure_step=current,
-                            failure_message="cancelled by request", step_seconds_json=json.dumps(step_seconds))
-            raise RunWasCancelled(f"run {run_id} was cancelled during {current}") from None
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"[:2000]
-            ctx.log(current, "error", message, level="ERROR")
-            runs.finish_run(engine, run_id, options.tenant, "Failed", failure_step=current,
-                            failure_message=message, step_seconds_json=json.dumps(step_seconds))
-            raise RunFailed(f"run {run_id} failed in step {current}: {message}") from exc
-    summary = {k: v for k, v in ctx.counters.items() if isinstance(v, (int, float))}
-    response = {"counters": ctx.counters, "step_seconds": step_seconds, "rows_written": ctx.rows_written}
-    flat = {k: ctx.counters.get(k) for k in (
-        "loans_considered", "candidate_count", "allocated_loan_count", "allocated_upb", "kickout_count",
-        "cash_loan_count", "trade_count", "trades_filled_in_tolerance", "total_value", "objective_value",
-        "lp_bound", "gap_pct", "solver_seconds")}
-    flat["strategy"] = options.strategy
-    ctx.log("run", "counters", "summary counters", **summary)
-    runs.finish_run(engine, run_id, options.tenant, "Complete", current_step=None,
-                    step_seconds_json=json.dumps(step_seconds), response_json=json.dumps(response, default=str),
-                    **flat)
-    removed = runs.apply_retention(engine, options.tenant, options.keep_runs)
-    if removed:
-        progress(f"  retention: removed {len(removed)} old run(s), keeping {options.keep_runs}")
-    result = runs.get_run(engine, run_id)
-    result["rows_written"] = ctx.rows_written
-    return result

@@ -30,6 +30,11 @@ HEARTBEAT_SECONDS = float(os.environ.get("PFILL_HEARTBEAT_SECONDS", "2"))
 STALE_SECONDS = float(os.environ.get("PFILL_STALE_SECONDS", "60"))
 
 
+def default_keep_runs() -> int:
+    """Runs kept per tenant when no number is given: env PFILL_KEEP_RUNS, else DEFAULT_KEEP_RUNS."""
+    return int(os.environ.get("PFILL_KEEP_RUNS") or DEFAULT_KEEP_RUNS)
+
+
 class RunCancelled(Exception):
     """Raised inside the pipeline when a cancel was requested."""
 

@@ -1,8 +1,6 @@
-"""Allocation as arrays: the problem, the result, and swappable strategies (`allocate(problem, "greedy")`).
+"""The `greedy` strategy: the staged greedy over the allocation arrays, never a loop over loans x trades.
 
-The problem is plain numpy arrays (loans, trades, eligible pairs) so that another strategy (a HiGHS
-MIP, later) can take the same input. The staged greedy here never loops over loans x trades: every
-round is a handful of sorts and grouped cumulative sums over the live proposals.
+Every round is a handful of sorts and grouped cumulative sums over the live proposals.
 
 Greedy, in the spirit of the original (setup, first pass, substitution, orphan sweep):
 1. setup: locked loans are fixed into their pool's trade and count towards its fill.
@@ -17,75 +15,22 @@ Greedy, in the spirit of the original (setup, first pass, substitution, orphan s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from . import reasons
+from .. import reasons
+from .problem import (
+    EPS,
+    PASS_FIRST,
+    PASS_LOCKED,
+    PASS_NONE,
+    PASS_ORPHAN,
+    PASS_SUBSTITUTION,
+    AllocationProblem,
+    AllocationResult,
+)
 
-EPS = 0.005  # half a cent: money compares within float noise
 STABILITY_BONUS = 1.0  # points added, for ordering only, to a pooled loan's current trade
 MAX_SUBSTITUTION_ITERATIONS = 20
-
-PASS_NONE, PASS_LOCKED, PASS_FIRST, PASS_SUBSTITUTION, PASS_ORPHAN, PASS_LP, PASS_REPAIR = 0, 1, 2, 3, 4, 5, 6
-PASS_NAMES = {PASS_LOCKED: "locked", PASS_FIRST: "first_pass", PASS_SUBSTITUTION: "substitution",
-              PASS_ORPHAN: "orphan_sweep", PASS_LP: "lp", PASS_REPAIR: "lp_repair"}
-
-
-@dataclass
-class AllocationProblem:
-    """Loans (n), trades (m) and eligible pairs (k). Pairs must already be eligible."""
-
-    loan_upb: np.ndarray  # (n,) float
-    loan_high_balance: np.ndarray  # (n,) bool
-    loan_current_trade: np.ndarray  # (n,) int: trade of the loan's existing pool, -1 none
-    loan_fixed_trade: np.ndarray  # (n,) int: locked into this trade (lockdown), -1 none
-    loan_no_candidate_reason: np.ndarray  # (n,) int: reasons.* when the loan has no pair, else 0
-    trade_amount: np.ndarray  # (m,) float
-    trade_tolerance_pct: np.ndarray  # (m,) float
-    trade_stage: np.ndarray  # (m,) int: lower stages fill first
-    trade_high_balance_cap_pct: np.ndarray  # (m,) float, NaN: no cap
-    cand_loan: np.ndarray  # (k,) int
-    cand_trade: np.ndarray  # (k,) int
-    cand_score: np.ndarray  # (k,) float: higher is better
-    # Cash-window price per loan (points), NaN: no cash cell (the loan is kicked out if no trade takes
-    # it). None: no loan has a cash alternative. Only the optimising strategies compare against it.
-    loan_cash_price: np.ndarray | None = None
-
-    def cash_price(self) -> np.ndarray:
-        """(n,) cash price in points, NaN where the loan has no cash cell."""
-        if self.loan_cash_price is None:
-            return np.full(self.n_loans, np.nan)
-        return np.asarray(self.loan_cash_price, dtype=float)
-
-    @property
-    def n_loans(self) -> int:
-        return len(self.loan_upb)
-
-    @property
-    def n_trades(self) -> int:
-        return len(self.trade_amount)
-
-    def tolerance(self) -> np.ndarray:
-        """Legacy rule: round(amount * tol_pct / 100, 2)."""
-        return np.round(self.trade_amount * self.trade_tolerance_pct / 100.0, 2)
-
-
-@dataclass
-class AllocationResult:
-    loan_trade: np.ndarray  # (n,) int, -1: not placed
-    loan_pass: np.ndarray  # (n,) int8: PASS_*
-    loan_reason: np.ndarray  # (n,) int8: reasons.* for unplaced loans, 0 for placed
-    trade_allocated_upb: np.ndarray
-    trade_allocated_count: np.ndarray
-    trade_high_balance_upb: np.ndarray
-    trade_tolerance: np.ndarray
-    trade_min: np.ndarray
-    trade_max: np.ndarray
-    trade_status: np.ndarray  # (m,) str: Filled, Short, Over, Empty
-    cand_chosen: np.ndarray  # (k,) bool
-    stats: dict[str, float] = field(default_factory=dict)  # strategy counters, objective_value, lp_bound, ...
 
 
 def _grouped_cumsum(groups_sorted: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -99,14 +44,14 @@ def _grouped_cumsum(groups_sorted: np.ndarray, values: np.ndarray) -> np.ndarray
 
 
 class _GreedyState:
+    """The greedy's working assignment: placements, fills per trade, and the proposal priorities."""
+
     def __init__(self, p: AllocationProblem) -> None:
         self.p = p
         n, m = p.n_loans, p.n_trades
-        self.tolerance = p.tolerance()
-        self.min_allowed = p.trade_amount - self.tolerance
-        self.max_allowed = p.trade_amount + self.tolerance
-        cap = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct)
-        self.hb_cap = cap / 100.0 * p.trade_amount
+        self.limits = p.limits()
+        self.min_allowed, self.max_allowed = self.limits.min_allowed, self.limits.max_allowed
+        self.hb_cap = self.limits.hb_cap
         self.loan_trade = np.full(n, -1, dtype=np.int64)
         self.loan_pass = np.zeros(n, dtype=np.int8)
         self.hb_rejected = np.zeros(n, dtype=bool)
@@ -239,80 +184,11 @@ def _result(p: AllocationProblem, s: _GreedyState, moves: int) -> AllocationResu
     reason = np.where(p.loan_no_candidate_reason > 0, p.loan_no_candidate_reason,
                       np.where(s.hb_rejected, reasons.HIGH_BALANCE_CAP, reasons.TRADES_FULL))
     loan_reason = np.where(unplaced, reason, reasons.PLACED).astype(np.int8)
-    status = np.where(s.count == 0, "Empty",
-                      np.where(s.fill < s.min_allowed - EPS, "Short",
-                               np.where(s.fill > s.max_allowed + EPS, "Over", "Filled")))
     chosen = (s.loan_trade[p.cand_loan] == p.cand_trade) & (s.loan_pass[p.cand_loan] != PASS_LOCKED)
     return AllocationResult(
         loan_trade=s.loan_trade, loan_pass=s.loan_pass, loan_reason=loan_reason,
         trade_allocated_upb=s.fill, trade_allocated_count=s.count, trade_high_balance_upb=s.hb_fill,
-        trade_tolerance=s.tolerance, trade_min=s.min_allowed, trade_max=s.max_allowed,
-        trade_status=status, cand_chosen=chosen,
+        trade_tolerance=s.limits.tolerance, trade_min=s.min_allowed, trade_max=s.max_allowed,
+        trade_status=s.limits.status(s.fill, s.count), cand_chosen=chosen,
         stats={"rounds": s.rounds, "substitution_moves": moves},
     )
-
-
-def build_result(p: AllocationProblem, loan_trade: np.ndarray, loan_pass: np.ndarray,
-                 stats: dict[str, float]) -> AllocationResult:
-    """The result of any assignment (locked loans already in place): fills, statuses and, for each
-    unplaced loan, why (no pair; every eligible trade full or at its high-balance cap; or it had room
-    somewhere but its cash price was worth more, net of pair-off)."""
-    m = p.n_trades
-    upb, hb = p.loan_upb.astype(float), p.loan_high_balance.astype(bool)
-    tolerance = p.tolerance()
-    min_allowed, max_allowed = p.trade_amount - tolerance, p.trade_amount + tolerance
-    cap = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct)
-    with np.errstate(invalid="ignore"):
-        hb_cap = cap / 100.0 * p.trade_amount
-    placed = loan_trade >= 0
-    fill = np.bincount(loan_trade[placed], weights=upb[placed], minlength=m)
-    hb_fill = np.bincount(loan_trade[placed], weights=(upb * hb)[placed], minlength=m)
-    count = np.bincount(loan_trade[placed], minlength=m)
-
-    open_pair = ~placed[p.cand_loan] & (p.loan_fixed_trade[p.cand_loan] < 0)
-    loan, trade = p.cand_loan[open_pair], p.cand_trade[open_pair]
-    fits_max = upb[loan] <= max_allowed[trade] - fill[trade] + EPS
-    fits = fits_max & (~hb[loan] | (upb[loan] <= hb_cap[trade] - hb_fill[trade] + EPS))
-    had_room = np.bincount(loan[fits], minlength=p.n_loans) > 0
-    hb_blocked = np.bincount(loan[fits_max & ~fits], minlength=p.n_loans) > 0
-    has_cash = ~np.isnan(p.cash_price())
-    reason = np.where(p.loan_no_candidate_reason > 0, p.loan_no_candidate_reason,
-                      np.where(had_room & has_cash, reasons.CASH_BETTER,
-                               np.where(hb_blocked, reasons.HIGH_BALANCE_CAP, reasons.TRADES_FULL)))
-    status = np.where(count == 0, "Empty", np.where(fill < min_allowed - EPS, "Short",
-                                                    np.where(fill > max_allowed + EPS, "Over", "Filled")))
-    return AllocationResult(
-        loan_trade=loan_trade, loan_pass=loan_pass,
-        loan_reason=np.where(placed, reasons.PLACED, reason).astype(np.int8),
-        trade_allocated_upb=fill, trade_allocated_count=count, trade_high_balance_upb=hb_fill,
-        trade_tolerance=tolerance, trade_min=min_allowed, trade_max=max_allowed, trade_status=status,
-        cand_chosen=(loan_trade[p.cand_loan] == p.cand_trade) & (loan_pass[p.cand_loan] != PASS_LOCKED),
-        stats=stats,
-    )
-
-
-Strategy = Callable[[AllocationProblem], AllocationResult]
-STRATEGIES: dict[str, Strategy] = {"greedy": greedy}  # "optimal" (optimal.py) registers below
-DEFAULT_STRATEGY = "optimal"
-
-
-def allocate(problem: AllocationProblem, strategy: str = DEFAULT_STRATEGY) -> AllocationResult:
-    """Solve `problem` with a named strategy; every result's stats carry its objective value (objective.py)."""
-    from .objective import evaluate  # objective.py builds on the types above
-
-    try:
-        solve = STRATEGIES[strategy]
-    except KeyError:
-        raise ValueError(f"unknown allocation strategy {strategy!r}; known: {', '.join(STRATEGIES)}") from None
-    result = solve(problem)
-    result.stats.setdefault("objective_value", round(evaluate(problem, result.loan_trade).objective, 2))
-    return result
-
-
-def _register_optimal() -> None:
-    from .optimal import optimal  # optimal.py builds on this module, so it comes in last
-
-    STRATEGIES["optimal"] = optimal
-
-
-_register_optimal()

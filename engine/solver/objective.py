@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .allocator import AllocationProblem
+from .problem import AllocationProblem
 
 PAIR_OFF_POINTS = 2.0  # cost of pairing off a short trade, points of the shortfall (market move + fees)
 STAGE_PREMIUM_POINTS = 0.5  # extra pair-off points per stage of priority above the last stage
@@ -49,6 +49,8 @@ def fixed_fill(p: AllocationProblem) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Valuation:
+    """An assignment's value in dollars, split the way the gap is reported."""
+
     trade_value: float  # dollars earned in trades (locked loans included)
     cash_value: float  # dollars from the cash window (loans no trade took that have a cash cell)
     pair_off_cost: float  # dollars charged for shortfalls below min allowed
@@ -83,7 +85,7 @@ def evaluate(p: AllocationProblem, loan_trade: np.ndarray) -> Valuation:
     cash_value = float(np.sum(upb[free & ~placed] * alt[free & ~placed]) / 100.0)
     in_trade = loan_trade >= 0
     fill = np.bincount(loan_trade[in_trade], weights=upb[in_trade], minlength=p.n_trades)
-    shortfall = np.maximum(0.0, p.trade_amount - p.tolerance() - fill)
+    shortfall = np.maximum(0.0, p.limits().min_allowed - fill)
     pair_off = float(np.sum(shortfall * pair_off_points(p)) / 100.0)
     baseline = cash_only_value(p) - do_nothing_pair_off(p)
     return Valuation(trade_value, cash_value, pair_off, baseline)
@@ -98,5 +100,5 @@ def cash_only_value(p: AllocationProblem) -> float:
 def do_nothing_pair_off(p: AllocationProblem) -> float:
     """Pair-off if no free loan went to any trade: each trade short of its min by what locked loans leave."""
     fixed_upb, _ = fixed_fill(p)
-    short = np.maximum(0.0, p.trade_amount - p.tolerance() - fixed_upb)
+    short = np.maximum(0.0, p.limits().min_allowed - fixed_upb)
     return float(np.sum(short * pair_off_points(p)) / 100.0)

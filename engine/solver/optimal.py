@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import allocator
 from . import objective as ob
-from .allocator import PASS_LOCKED, PASS_LP, PASS_NONE, PASS_REPAIR, AllocationProblem, AllocationResult, build_result
 from .buckets import Buckets, loan_buckets
 from .components import trade_components
+from .greedy import greedy
 from .lp_model import Arcs, Bands, ComponentLP
+from .problem import PASS_LOCKED, PASS_LP, PASS_NONE, PASS_REPAIR, AllocationProblem, AllocationResult, build_result
 from .repair import RepairState
 from .rounding import round_buckets
 
@@ -38,15 +38,13 @@ EXACT_MIP_SECONDS = 2.0  # per component; past it the MIP's incumbent is used (t
 
 
 def bands_of(p: AllocationProblem) -> Bands:
+    """The trades' fill bands and high-balance room left after the locked loans, with pair-off points."""
     fixed_upb, fixed_hb = ob.fixed_fill(p)
-    tolerance = p.tolerance()
-    cap_pct = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct)
-    with np.errstate(invalid="ignore"):
-        hb_cap = cap_pct / 100.0 * p.trade_amount
+    limits = p.limits()
     return Bands(
-        lower=np.maximum(0.0, p.trade_amount - tolerance - fixed_upb),
-        upper=np.maximum(0.0, p.trade_amount + tolerance - fixed_upb),
-        hb_room=np.maximum(0.0, hb_cap - fixed_hb),
+        lower=np.maximum(0.0, limits.min_allowed - fixed_upb),
+        upper=np.maximum(0.0, limits.max_allowed - fixed_upb),
+        hb_room=np.maximum(0.0, limits.hb_cap - fixed_hb),
         pair_off=ob.pair_off_points(p),
     )
 
@@ -63,6 +61,8 @@ def bucket_arcs(p: AllocationProblem, free_pairs: np.ndarray, pair_points: np.nd
 
 @dataclass
 class Relaxation:
+    """The LPs of all components together: what to round, and the bound."""
+
     dollars: np.ndarray  # (a,) LP dollars per arc, fill set required (what gets rounded)
     bound: float  # LP objective without the fill set (dollars of premium): an upper bound
     exact: bool  # every LP solved to optimality (else the bound is not a certificate)
@@ -125,7 +125,7 @@ def fill_set(p: AllocationProblem) -> np.ndarray:
     $100k short; operators are not (a short trade is a failed delivery). Requiring the greedy's filled
     trades keeps the optimum at least as good as the greedy on fills and on value (the greedy's own
     allocation satisfies the requirement), while the LP re-decides every loan."""
-    return allocator.greedy(p).trade_status == "Filled"
+    return greedy(p).trade_status == "Filled"
 
 
 def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) -> AllocationResult:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .allocator import EPS, AllocationProblem
+from .problem import EPS, AllocationProblem
 
 MAX_ROUNDS = 20
 MAX_MOVES_PER_ROUND = 400_000  # candidate moves walked per round (each is a few scalar checks)
@@ -24,6 +24,8 @@ REQUIRED_FILL_DOLLARS = 1e6  # completing a required trade outweighs any value a
 
 
 class RepairState:
+    """A rounded assignment being repaired: fills, high-balance fills and each loan's points, kept current."""
+
     def __init__(self, p: AllocationProblem, loan_trade: np.ndarray, pair_points: np.ndarray,
                  pair_off: np.ndarray, free_pairs: np.ndarray, required: np.ndarray) -> None:
         self.p, self.points, self.pair_off, self.required = p, pair_points, pair_off, required
@@ -31,12 +33,8 @@ class RepairState:
         self.loan_trade = loan_trade.copy()
         self.upb = p.loan_upb.astype(float)
         self.hb = p.loan_high_balance.astype(bool)
-        tolerance = p.tolerance()
-        self.min_allowed = p.trade_amount - tolerance
-        self.max_allowed = p.trade_amount + tolerance
-        cap = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct)
-        with np.errstate(invalid="ignore"):
-            self.hb_cap = cap / 100.0 * p.trade_amount
+        limits = p.limits()
+        self.min_allowed, self.max_allowed, self.hb_cap = limits.min_allowed, limits.max_allowed, limits.hb_cap
         m = p.n_trades
         placed = self.loan_trade >= 0
         self.fill = np.bincount(self.loan_trade[placed], weights=self.upb[placed], minlength=m)

@@ -1,5 +1,6 @@
 """The six pipeline steps, in order. Each is `run(ctx: RunContext) -> None`: it reads the inputs and
-what earlier steps left in `ctx.state`, leaves its own arrays there, and writes its output tables."""
+the typed outputs of earlier steps (`ctx.cash`, `ctx.pricing`, `ctx.candidates`, `ctx.allocation`; see
+state.py), sets its own, and writes its output tables."""
 
 from __future__ import annotations
 

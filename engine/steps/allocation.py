@@ -1,21 +1,25 @@
 """Step 4, allocation: fill trades from the candidates, per constraint stage, with a swappable strategy.
 
-In:  step 1-3 arrays, pfill_constraints.  Out (tables): pfill_trade_base, pfill_powerfill_guide,
-pfill_loan2trade_candy_level_01 (best few per loan + the chosen pair), pfill_cash_market_map (every
-loan no trade took, slot fields NULL where no cell fits), pfill_kickouts (no trade and no cash cell).
-Out (ctx.state): loan_trade, loan_target_pool, loan_cash, loan_kicked, loan_reason, loan_reason_text.
+In:  ctx.cash, ctx.pricing, ctx.candidates, pfill_constraints.  Out (tables, one writer each):
+pfill_powerfill_guide, pfill_loan2trade_candy_level_01 (best few per loan + the chosen pair),
+pfill_trade_base, pfill_cash_market_map (every loan no trade took, slot fields NULL where no cell fits),
+pfill_kickouts (no trade and no cash cell).  Out: ctx.allocation (state.Allocation: per loan its trade,
+target pool, cash or kicked out, and why).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import reasons, schema
-from ..allocator import PASS_NAMES, AllocationProblem, allocate
 from ..context import RunContext
+from ..inputs import Inputs
 from ..market import DEFAULT_HIGH_BALANCE_CAP_PCT
+from ..solver import PASS_LOCKED, PASS_NAMES, AllocationProblem, AllocationResult, allocate
+from ..state import Allocation, required
 
 
 def trade_stages_and_caps(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
@@ -43,90 +47,138 @@ def trade_stages_and_caps(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_problem(ctx: RunContext) -> AllocationProblem:
-    """The allocation problem from steps 1-3 (also used by the allocation benchmark)."""
+    """The allocation problem from steps 1-3."""
     assert ctx.inputs is not None
-    loans, trades, st = ctx.inputs.loans, ctx.inputs.trades, ctx.state
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    cand = required(ctx.candidates, "candidates")
     stage, cap = trade_stages_and_caps(ctx)
     return AllocationProblem(
         loan_upb=loans["upb"], loan_high_balance=loans["high_balance"],
-        loan_current_trade=st["loan_current_trade"], loan_fixed_trade=st["loan_fixed_trade"],
-        loan_no_candidate_reason=st["loan_no_candidate_reason"],
+        loan_current_trade=cand.loan_current_trade, loan_fixed_trade=cand.loan_fixed_trade,
+        loan_no_candidate_reason=cand.loan_no_candidate_reason,
         trade_amount=trades["trade_amount"], trade_tolerance_pct=trades["tolerance_pct"], trade_stage=stage,
         trade_high_balance_cap_pct=cap,
-        cand_loan=st["cand_loan"], cand_trade=st["cand_trade"], cand_score=st["cand_score"],
-        loan_cash_price=st["cash_price"],
+        cand_loan=cand.loan, cand_trade=cand.trade, cand_score=cand.score,
+        loan_cash_price=required(ctx.cash, "cash_grid").price,
     )
 
 
 def run(ctx: RunContext) -> None:
-    assert ctx.inputs is not None
-    loans, trades, st = ctx.inputs.loans, ctx.inputs.trades, ctx.state
-    n = ctx.inputs.n_loans
+    """Allocate, then write the five output tables (checking for cancel between the large ones)."""
     problem = build_problem(ctx)
-    stage = problem.trade_stage
     result = allocate(problem, ctx.strategy)
     ctx.checkpoint()
+    placement = place(ctx, result)
+    write_guide(ctx, placement, result)
+    ctx.checkpoint()
+    write_candidates(ctx, result.cand_chosen)
+    ctx.checkpoint()
+    write_trade_base(ctx, placement, result, problem.trade_stage)
+    ctx.allocation = outcome(ctx, result, placement)
+    write_cash_market_map(ctx, ctx.allocation)
+    write_kickouts(ctx, ctx.allocation)
+    record_counters(ctx, placement, result, ctx.allocation)
 
-    loan_trade = result.loan_trade
-    placed = np.flatnonzero(loan_trade >= 0)
-    t = loan_trade[placed]
-    # The pool each placed loan is delivered in: its own pool when that pool serves the trade,
-    # else the trade's first existing pool, else a new pool for the trade.
+
+@dataclass
+class Placement:
+    """The placed loans (free and locked), their trade, pool and value: what the writers share."""
+
+    loans: np.ndarray  # (p,) loan index of each placement, ascending
+    trades: np.ndarray  # (p,) its trade index
+    target_pool: np.ndarray  # (n,) object: the pool each loan is delivered in, None where not placed
+    note_rate: np.ndarray  # (p,)
+    price: np.ndarray  # (p,) trade price
+    payup: np.ndarray  # (p,)
+    carry: np.ndarray  # (p,)
+    value: np.ndarray  # (p,) UPB x score / 100, rounded to cents
+    loan_rank: np.ndarray  # (n,) rank of the chosen candidate pair, -1 where none (locked, not placed)
+
+
+def trade_pools(inputs: Inputs) -> np.ndarray:
+    """(m,) the pool a trade delivers new loans in: its first existing pool, else a new one."""
+    trades = inputs.trades
     first_pool: dict[int, str] = {}
     trade_pos = {tid: i for i, tid in enumerate(trades["trade_id"])}
-    for tid, pid in zip(ctx.inputs.relation["trade_id"], ctx.inputs.relation["pool_id"], strict=True):
+    for tid, pid in zip(inputs.relation["trade_id"], inputs.relation["pool_id"], strict=True):
         if tid in trade_pos:
             first_pool.setdefault(trade_pos[tid], pid)
-    trade_pool = np.array([first_pool.get(i, f"NEW-{tid}") for i, tid in enumerate(trades["trade_id"])],
-                          dtype=object)
-    stays = st["loan_current_trade"][placed] == t
-    target_pool = np.full(n, None, dtype=object)
-    target_pool[placed] = np.where(stays, loans["pool_id"][placed], trade_pool[t])
+    return np.array([first_pool.get(i, f"NEW-{tid}") for i, tid in enumerate(trades["trade_id"])], dtype=object)
 
-    # Value of each placement (locked loans have no candidate row, so price them here).
+
+def place(ctx: RunContext, result: AllocationResult) -> Placement:
+    """Pool and value of each placement. A placed loan stays in its own pool when that pool serves the
+    trade; locked loans have no candidate row, so every placement is priced here."""
+    assert ctx.inputs is not None
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    cand, pricing = required(ctx.candidates, "candidates"), required(ctx.pricing, "settle_price")
+    n = ctx.inputs.n_loans
+    placed = np.flatnonzero(result.loan_trade >= 0)
+    t = result.loan_trade[placed]
+    stays = cand.loan_current_trade[placed] == t
+    target_pool = np.full(n, None, dtype=object)
+    target_pool[placed] = np.where(stays, loans["pool_id"][placed], trade_pools(ctx.inputs)[t])
+
     rate = loans["note_rate"][placed]
     price = trades["price"][t]
-    payup = st["payup_matrix"][placed, st["trade_instrument_idx"][t]]
-    carry = np.round((rate - st["trade_fin_rate"][t]) * st["trade_days"][t] / 360.0, 6)
+    payup = pricing.payup_matrix[placed, pricing.trade_instrument_idx[t]]
+    carry = np.round((rate - pricing.trade_fin_rate[t]) * pricing.trade_days[t] / 360.0, 6)
     score = price + payup + (carry if ctx.scoring == "price_carry" else 0.0)
-    value = np.round(loans["upb"][placed] * score / 100.0, 2)
     chosen = result.cand_chosen
     loan_rank = np.full(n, -1, dtype=np.int64)
-    loan_rank[st["cand_loan"][chosen]] = st["cand_rank"][chosen]
-    pass_name = np.array([PASS_NAMES.get(int(p), "") for p in result.loan_pass[placed]], dtype=object)
+    loan_rank[cand.loan[chosen]] = cand.rank[chosen]
+    return Placement(loans=placed, trades=t, target_pool=target_pool, note_rate=rate, price=price, payup=payup,
+                     carry=carry, value=np.round(loans["upb"][placed] * score / 100.0, 2), loan_rank=loan_rank)
 
+
+def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> None:
+    """pfill_powerfill_guide: one row per placed loan."""
+    assert ctx.inputs is not None
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    placed, t = pl.loans, pl.trades
+    rank = pl.loan_rank[placed]
     ctx.write(schema.pfill_powerfill_guide, {
-        "loan_id": loans["loan_id"][placed], "trade_id": trades["trade_id"][t], "pool_id": target_pool[placed],
+        "loan_id": loans["loan_id"][placed], "trade_id": trades["trade_id"][t], "pool_id": pl.target_pool[placed],
         "agency": trades["agency"][t], "instrument": trades["instrument"][t], "coupon": trades["coupon"][t],
         "settlement_date": trades["settlement_date"][t], "product": loans["product"][placed],
-        "upb": loans["upb"][placed], "note_rate": rate, "high_balance": loans["high_balance"][placed],
-        "price": price, "payup": payup, "carry": carry, "value": value,
-        "rank": np.where(loan_rank[placed] > 0, loan_rank[placed].astype(object), None), "pass_name": pass_name,
+        "upb": loans["upb"][placed], "note_rate": pl.note_rate, "high_balance": loans["high_balance"][placed],
+        "price": pl.price, "payup": pl.payup, "carry": pl.carry, "value": pl.value,
+        "rank": np.where(rank > 0, rank.astype(object), None),
+        "pass_name": np.array([PASS_NAMES.get(int(p), "") for p in result.loan_pass[placed]], dtype=object),
     })
-    ctx.checkpoint()
 
-    keep = (st["cand_rank"] <= ctx.candidates_kept_per_loan) | chosen
-    cl, ct = st["cand_loan"][keep], st["cand_trade"][keep]
+
+def write_candidates(ctx: RunContext, chosen: np.ndarray) -> None:
+    """pfill_loan2trade_candy_level_01: the best few pairs of each loan, and the chosen one."""
+    assert ctx.inputs is not None
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    cand = required(ctx.candidates, "candidates")
+    keep = (cand.rank <= ctx.candidates_kept_per_loan) | chosen
+    cl, ct = cand.loan[keep], cand.trade[keep]
     ctx.write(schema.pfill_loan2trade_candy_level_01, {
         "loan_id": loans["loan_id"][cl], "trade_id": trades["trade_id"][ct], "agency": trades["agency"][ct],
         "instrument": trades["instrument"][ct], "coupon": trades["coupon"][ct],
         "settlement_date": trades["settlement_date"][ct], "upb": loans["upb"][cl],
-        "note_rate": loans["note_rate"][cl], "price": st["cand_price"][keep], "payup": st["cand_payup"][keep],
-        "carry": st["cand_carry"][keep], "score": st["cand_score"][keep],
-        "value": np.round(loans["upb"][cl] * st["cand_score"][keep] / 100.0, 2),
-        "rank": st["cand_rank"][keep], "chosen": chosen[keep],
+        "note_rate": loans["note_rate"][cl], "price": cand.price[keep], "payup": cand.payup[keep],
+        "carry": cand.carry[keep], "score": cand.score[keep],
+        "value": np.round(loans["upb"][cl] * cand.score[keep] / 100.0, 2),
+        "rank": cand.rank[keep], "chosen": chosen[keep],
     })
-    ctx.checkpoint()
 
-    m = ctx.inputs.n_trades
+
+def write_trade_base(ctx: RunContext, pl: Placement, result: AllocationResult, stage: np.ndarray) -> None:
+    """pfill_trade_base: every trade with its limits, fill, status, pools and weighted averages."""
+    assert ctx.inputs is not None
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    m, placed, t = ctx.inputs.n_trades, pl.loans, pl.trades
+    upb = loans["upb"][placed]
     fill = result.trade_allocated_upb
-    value_by_trade = np.bincount(t, weights=value, minlength=m)
-    rate_by_trade = np.bincount(t, weights=loans["upb"][placed] * rate, minlength=m)
-    px_by_trade = np.bincount(t, weights=loans["upb"][placed] * (price + payup), minlength=m)
-    locked_upb = np.bincount(t, weights=loans["upb"][placed] * (result.loan_pass[placed] == 1), minlength=m)
+    rate_by_trade = np.bincount(t, weights=upb * pl.note_rate, minlength=m)
+    px_by_trade = np.bincount(t, weights=upb * (pl.price + pl.payup), minlength=m)
+    locked_upb = np.bincount(t, weights=upb * (result.loan_pass[placed] == PASS_LOCKED), minlength=m)
     pools_used = np.zeros(m, dtype=np.int64)
     if len(placed):
-        pair_keys = np.unique(np.char.add(t.astype(str), "|" + target_pool[placed].astype(str)))
+        pair_keys = np.unique(np.char.add(t.astype(str), "|" + pl.target_pool[placed].astype(str)))
         pools_used = np.bincount(np.array([int(k.split("|")[0]) for k in pair_keys]), minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         wa_rate = np.where(fill > 0, rate_by_trade / fill, np.nan)
@@ -140,45 +192,68 @@ def run(ctx: RunContext) -> None:
         "allocated_count": result.trade_allocated_count, "high_balance_upb": result.trade_high_balance_upb,
         "locked_upb": locked_upb, "fill_pct": np.round(fill / trades["trade_amount"] * 100, 4),
         "shortfall": np.round(np.maximum(0, result.trade_min - fill), 2), "fill_status": result.trade_status,
-        "pool_count": pools_used, "total_value": np.round(value_by_trade, 2), "wa_note_rate": wa_rate,
-        "wa_price": wa_price,
+        "pool_count": pools_used, "total_value": np.round(np.bincount(t, weights=pl.value, minlength=m), 2),
+        "wa_note_rate": wa_rate, "wa_price": wa_price,
     })
 
-    # Loans no trade took (locked loans outside any open trade stay where they are): cash or kick out.
+
+def outcome(ctx: RunContext, result: AllocationResult, pl: Placement) -> Allocation:
+    """Where every loan ends up. Loans no trade took go to cash (a cell fits) or are kicked out; locked
+    loans outside any open trade stay where they are."""
+    assert ctx.inputs is not None
     loan_reason = result.loan_reason
-    leftover = (loan_trade < 0) & (loan_reason != reasons.LOCKED_UNPOOLED)
-    slotted = leftover & ~np.isnan(st["cash_price"])
-    kicked = leftover & ~slotted
-    rows = np.flatnonzero(leftover)
+    leftover = (result.loan_trade < 0) & (loan_reason != reasons.LOCKED_UNPOOLED)
+    slotted = leftover & ~np.isnan(required(ctx.cash, "cash_grid").price)
+    reason_text = np.full(ctx.inputs.n_loans, None, dtype=object)
+    for code in np.unique(loan_reason[leftover]):
+        reason_text[leftover & (loan_reason == code)] = reasons.text(int(code))
+    return Allocation(loan_trade=result.loan_trade, loan_target_pool=pl.target_pool, loan_cash=slotted,
+                      loan_kicked=leftover & ~slotted, loan_reason=loan_reason, loan_reason_text=reason_text,
+                      stats=result.stats)
+
+
+def write_cash_market_map(ctx: RunContext, alloc: Allocation) -> None:
+    """pfill_cash_market_map: every loan no trade took, with its cash cell (NULL where none fits)."""
+    assert ctx.inputs is not None
+    loans, cash = ctx.inputs.loans, required(ctx.cash, "cash_grid")
+    rows = np.flatnonzero(alloc.loan_cash | alloc.loan_kicked)
+    slotted = alloc.loan_cash[rows]
+    days = cash.commitment_days[rows]
     ctx.write(schema.pfill_cash_market_map, {
         "loan_id": loans["loan_id"][rows], "loan_product": loans["product"][rows], "upb": loans["upb"][rows],
         "note_rate": loans["note_rate"][rows], "lock_expiration_date": loans["lock_expiration_date"][rows],
-        "agency": st["cash_agency"][rows], "product": st["cash_product"][rows],
-        "pass_through_rate": st["cash_ptr"][rows],
-        "commitment_days": np.where(st["cash_days"][rows] > 0, st["cash_days"][rows].astype(object), None),
-        "cash_price": st["cash_price"][rows],
-        "cash_value": np.round(loans["upb"][rows] * st["cash_price"][rows] / 100.0, 2),
-        "slotted": slotted[rows], "no_slot_reason": np.where(slotted[rows], None, st["cash_no_slot"][rows]),
+        "agency": cash.agency[rows], "product": cash.product[rows],
+        "pass_through_rate": cash.pass_through_rate[rows],
+        "commitment_days": np.where(days > 0, days.astype(object), None),
+        "cash_price": cash.price[rows],
+        "cash_value": np.round(loans["upb"][rows] * cash.price[rows] / 100.0, 2),
+        "slotted": slotted, "no_slot_reason": np.where(slotted, None, cash.no_slot_reason[rows]),
     })
-    reason_text = np.full(n, None, dtype=object)
-    for code in np.unique(loan_reason[leftover]):
-        reason_text[leftover & (loan_reason == code)] = reasons.text(int(code))
-    kick = np.flatnonzero(kicked)
-    kick_text = [f"{reason_text[i]}; cash window: {st['cash_no_slot'][i]}" for i in kick]
+
+
+def write_kickouts(ctx: RunContext, alloc: Allocation) -> None:
+    """pfill_kickouts: loans with no trade and no cash cell, with both reasons."""
+    assert ctx.inputs is not None
+    loans, no_slot = ctx.inputs.loans, required(ctx.cash, "cash_grid").no_slot_reason
+    kick = np.flatnonzero(alloc.loan_kicked)
+    kick_text = [f"{alloc.loan_reason_text[i]}; cash window: {no_slot[i]}" for i in kick]
     ctx.write(schema.pfill_kickouts, {
         "loan_id": loans["loan_id"][kick], "pool_id": loans["pool_id"][kick], "product": loans["product"][kick],
         "upb": loans["upb"][kick], "note_rate": loans["note_rate"][kick],
-        "reason_code": np.array([reasons.code(int(c)) for c in loan_reason[kick]], dtype=object),
+        "reason_code": np.array([reasons.code(int(c)) for c in alloc.loan_reason[kick]], dtype=object),
         "reason": np.array(kick_text, dtype=object),
     })
 
-    st.update(loan_trade=loan_trade, loan_target_pool=target_pool, loan_cash=slotted, loan_kicked=kicked,
-              loan_reason=loan_reason, loan_reason_text=reason_text, allocation_stats=result.stats)
-    in_tol = result.trade_status == "Filled"
+
+def record_counters(ctx: RunContext, pl: Placement, result: AllocationResult, alloc: Allocation) -> None:
+    """The allocation's summary counters (and the strategy's own stats) for the run history."""
+    assert ctx.inputs is not None
+    fill = result.trade_allocated_upb
     ctx.counters.update(
-        allocated_loan_count=len(placed), allocated_upb=round(float(fill.sum()), 2),
-        kickout_count=len(kick), cash_loan_count=int(slotted.sum()), trade_count=m,
-        trades_filled_in_tolerance=int(in_tol.sum()), total_value=round(float(value.sum()), 2),
+        allocated_loan_count=len(pl.loans), allocated_upb=round(float(fill.sum()), 2),
+        kickout_count=int(alloc.loan_kicked.sum()), cash_loan_count=int(alloc.loan_cash.sum()),
+        trade_count=ctx.inputs.n_trades, trades_filled_in_tolerance=int((result.trade_status == "Filled").sum()),
+        total_value=round(float(pl.value.sum()), 2),
         short_trade_count=int((result.trade_status == "Short").sum()),
         # NaN (an LP stopped by its time limit proves no bound) is stored as NULL
         **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.stats.items()},

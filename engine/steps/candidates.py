@@ -4,9 +4,9 @@ Eligible: the product fits the instrument (agency/program), the note rate lies i
 (FNMA/FHLMC) or +0.25..+0.75 (GNMA), the lock does not expire before settlement, the loan is not
 locked down, its data is complete and its UPB within the high-balance ceiling.
 
-In: loans, trades, pools/relation, lockdowns, step 2 arrays.  Out (ctx.state): cand_* arrays (pairs),
-loan_current_trade, loan_fixed_trade, loan_locked, loan_no_candidate_reason. The candidate rows are
-written by step 4, once the chosen flag is known.
+In: loans, trades, pools/relation, lockdowns, ctx.pricing.  Out: ctx.candidates (state.Candidates: the
+pairs with price, pay-up, carry, score and rank; per loan its current and fixed trade, locked flag and
+no-candidate reason). The candidate rows are written by step 4, once the chosen flag is known.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .. import reasons
 from ..context import RunContext
 from ..market import HIGH_BALANCE_CEILING
 from ..pairs import rank_within, rate_window_pairs
+from ..state import Candidates, required
 
 
 def _pool_trade_index(ctx: RunContext) -> dict[str, int]:
@@ -63,15 +64,16 @@ def run(ctx: RunContext) -> None:
     reason[locked] = reasons.LOCKED_UNPOOLED
     reason[fixed_trade >= 0] = reasons.PLACED
 
-    days, fin = ctx.state["trade_days"][trade_idx], ctx.state["trade_fin_rate"][trade_idx]
+    pricing = required(ctx.pricing, "settle_price")
+    days, fin = pricing.trade_days[trade_idx], pricing.trade_fin_rate[trade_idx]
     price = trades["price"][trade_idx]
-    payup = ctx.state["payup_matrix"][loan_idx, ctx.state["trade_instrument_idx"][trade_idx]]
+    payup = pricing.payup_matrix[loan_idx, pricing.trade_instrument_idx[trade_idx]]
     carry = np.round((rate[loan_idx] - fin) * days / 360.0, 6)
     score = price + payup + (carry if ctx.scoring == "price_carry" else 0.0)
 
-    ctx.state.update(
-        cand_loan=loan_idx, cand_trade=trade_idx, cand_price=price, cand_payup=payup, cand_carry=carry,
-        cand_score=score, cand_rank=rank_within(loan_idx, score),
+    ctx.candidates = Candidates(
+        loan=loan_idx, trade=trade_idx, price=price, payup=payup, carry=carry,
+        score=score, rank=rank_within(loan_idx, score),
         loan_current_trade=current_trade, loan_fixed_trade=fixed_trade, loan_locked=locked,
         loan_no_candidate_reason=reason,
     )

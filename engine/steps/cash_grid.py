@@ -1,7 +1,7 @@
 """Step 1, BestEx cash grids: the cash-window cell and price for each loan.
 
-In:  loans, pscat_trade_cash_grid.   Out (ctx.state): cash_agency, cash_product, cash_ptr, cash_days,
-cash_price (NaN: no cell) and cash_no_slot (why no cell fits). Writes nothing: the cash market map is
+In:  loans, pscat_trade_cash_grid.   Out: ctx.cash (state.CashSlots: the cell's agency, product,
+pass-through rate, days and price, NaN: no cell, and why no cell fits). Writes nothing: the cash market map is
 written after allocation, for the loans that trades did not take.
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from ..context import RunContext
 from ..market import CASH_AGENCY, CASH_GFEE, COMMITMENT_PERIODS, HIGH_BALANCE_CEILING, PRODUCTS, SERVICING_FEE
+from ..state import CashSlots
 
 _AGENCIES = ("FNMA", "FHLMC", "GNMA")
 
@@ -56,9 +57,9 @@ def run(ctx: RunContext) -> None:
     price[no_slot != None] = np.nan  # noqa: E711 (element-wise)
     slotted = ~np.isnan(price)
 
-    ctx.state.update(
-        cash_agency=np.where(slotted, agency, None), cash_product=np.where(slotted, product.astype(object), None),
-        cash_ptr=np.where(slotted, ptr, np.nan), cash_days=np.where(slotted, days, -1), cash_price=price,
-        cash_no_slot=no_slot,
+    ctx.cash = CashSlots(
+        agency=np.where(slotted, agency, None), product=np.where(slotted, product.astype(object), None),
+        pass_through_rate=np.where(slotted, ptr, np.nan), commitment_days=np.where(slotted, days, -1), price=price,
+        no_slot_reason=no_slot,
     )
     ctx.counters["cash_slottable_loans"] = int(slotted.sum())

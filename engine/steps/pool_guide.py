@@ -1,6 +1,6 @@
 """Step 5, pool guide: a pool action for every loan (a switch is two rows: source and destination).
 
-In:  step 3-4 arrays.  Out: pfill_pool_guide.
+In:  ctx.candidates, ctx.allocation.  Out: pfill_pool_guide.
 - Locked: in the lockdown guide (untouched).        - Remaining: pooled, stays in its pool.
 - Switching + Swapped In: pooled, moves to another pool (source row + destination row).
 - Leaving: pooled, no trade takes it (to cash or kicked out; the reason says which).
@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import schema
 from ..context import RunContext
+from ..state import required
 
 
 def actions(pooled: np.ndarray, locked: np.ndarray, placed: np.ndarray, stays: np.ndarray,
@@ -27,17 +28,18 @@ def actions(pooled: np.ndarray, locked: np.ndarray, placed: np.ndarray, stays: n
 
 def run(ctx: RunContext) -> None:
     assert ctx.inputs is not None
-    loans, trades, st = ctx.inputs.loans, ctx.inputs.trades, ctx.state
+    loans, trades = ctx.inputs.loans, ctx.inputs.trades
+    cand, alloc = required(ctx.candidates, "candidates"), required(ctx.allocation, "allocation")
     pool = loans["pool_id"]
     pooled = pool != None  # noqa: E711 (element-wise)
-    loan_trade = st["loan_trade"]
+    loan_trade = alloc.loan_trade
     placed = loan_trade >= 0
-    target = st["loan_target_pool"]
+    target = alloc.loan_target_pool
     stays = placed & (target == pool)
-    action = actions(pooled, st["loan_locked"], placed, stays, st["loan_cash"])
+    action = actions(pooled, cand.loan_locked, placed, stays, alloc.loan_cash)
 
     trade_ids = np.append(trades["trade_id"], None)  # index -1 -> None
-    current = st["loan_current_trade"]
+    current = cand.loan_current_trade
     reason = np.full(len(action), None, dtype=object)
     reason[action == "Remaining"] = "stays in its pool's trade"
     reason[action == "Locked"] = "lockdown guide: not moved"
@@ -45,8 +47,8 @@ def run(ctx: RunContext) -> None:
     reason[action == "Switching"] = "better placed in another trade"
     reason[action == "Cash"] = "no trade takes it: sold to the cash window"
     leaving = action == "Leaving"
-    cash_text = np.where(st["loan_cash"], "to the cash window", "kicked out")
-    text = st["loan_reason_text"]
+    cash_text = np.where(alloc.loan_cash, "to the cash window", "kicked out")
+    text = alloc.loan_reason_text
     reason[leaving] = [f"{r}; {c}" for r, c in zip(text[leaving], cash_text[leaving], strict=True)]
     kicked = action == "Kicked Out"
     reason[kicked] = text[kicked]

@@ -1,9 +1,9 @@
 """Step 2, BestEx settle-and-price: per trade its settlement horizon and financing rate; per loan its
 pay-up in every instrument. Together they price every loan x eligible trade pair (step 3).
 
-In:  trades, rmusr_payups, pfill_carry_cost.   Out (ctx.state): trade_days (days to settlement),
-trade_fin_rate (carry curve rate at that horizon), trade_instrument_idx, payup_matrix (loans x
-instruments, points).
+In:  trades, rmusr_payups, pfill_carry_cost.   Out: ctx.pricing (state.Pricing: trade_days (days to
+settlement), trade_fin_rate (carry curve rate at that horizon), trade_instrument_idx, payup_matrix
+(loans x instruments, points)).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..context import RunContext
 from ..market import INSTRUMENT_CODES
+from ..state import Pricing
 
 
 def payup_matrix(loans: dict[str, np.ndarray], payups: dict[str, np.ndarray]) -> np.ndarray:
@@ -50,7 +51,7 @@ def run(ctx: RunContext) -> None:
         if mine.any() and curve.any():
             order = np.argsort(carry["day"][curve])
             fin_rate[mine] = np.interp(days[mine], carry["day"][curve][order], carry["rate"][curve][order])
-    ctx.state.update(
+    ctx.pricing = Pricing(
         trade_days=np.maximum(days, 0), trade_fin_rate=fin_rate, trade_instrument_idx=instrument_idx,
         payup_matrix=payup_matrix(ctx.inputs.loans, ctx.inputs.payups),
     )

@@ -5,7 +5,7 @@ trades of that instrument (interpolated by coupon; a slope of 3.2 points per cou
 there is only one) and settling on the instrument's earliest open settlement. Each loan's options
 are ranked by price + pay-up and by price + pay-up + carry.
 
-In: loans, trades, step 2 arrays.  Out: pfill_syn_trade_base, pfill_syn_powerfill_guide (best per
+In: loans, trades, ctx.pricing.  Out: pfill_syn_trade_base, pfill_syn_powerfill_guide (best per
 loan per ranking), pfill_syn_powerfill_guide_all_rank (every option with both ranks). These rows
 are kept for forensics even when a run fails or is cancelled (BR-9).
 """
@@ -18,6 +18,7 @@ from .. import schema
 from ..context import RunContext
 from ..market import INSTRUMENTS
 from ..pairs import rank_within, rate_window_pairs
+from ..state import required
 
 _COUPON_SLOPE = 3.2  # points of price per point of coupon
 
@@ -25,6 +26,7 @@ _COUPON_SLOPE = 3.2  # points of price per point of coupon
 def _synthetic_trades(ctx: RunContext) -> dict[str, np.ndarray]:
     assert ctx.inputs is not None
     trades, loans = ctx.inputs.trades, ctx.inputs.loans
+    pricing = required(ctx.pricing, "settle_price")
     rates = loans["note_rate"][~np.isnan(loans["note_rate"])]
     rows: dict[str, list] = {k: [] for k in ("syn_trade_id", "agency", "instrument", "coupon", "settlement_date",
                                              "price", "fin_rate", "days", "instrument_idx")}
@@ -47,7 +49,7 @@ def _synthetic_trades(ctx: RunContext) -> dict[str, np.ndarray]:
                               prices)
             settle = trades["settlement_date"][mine].min()
             first = np.flatnonzero(mine)[np.argmin(trades["settlement_date"][mine])]
-            days, fin = ctx.state["trade_days"][first], ctx.state["trade_fin_rate"][first]
+            days, fin = pricing.trade_days[first], pricing.trade_fin_rate[first]
         else:
             prices = 100 + (coupons - 5.5) * _COUPON_SLOPE
             settle, days, fin = ctx.as_of64 + np.timedelta64(30, "D"), 30, 5.1
@@ -75,7 +77,8 @@ def run(ctx: RunContext) -> None:
     ok = ~np.isnan(rate) & (loans["upb"] > 0)
     loan_idx, syn_idx = rate_window_pairs(rate, loans["product"], ok, syn["instrument"], syn["coupon"])
     price = syn["price"][syn_idx].astype(float)
-    payup = ctx.state["payup_matrix"][loan_idx, syn["instrument_idx"][syn_idx].astype(np.int64)]
+    payup_matrix = required(ctx.pricing, "settle_price").payup_matrix
+    payup = payup_matrix[loan_idx, syn["instrument_idx"][syn_idx].astype(np.int64)]
     carry = np.round((rate[loan_idx] - syn["fin_rate"][syn_idx].astype(float)) * syn["days"][syn_idx].astype(float)
                      / 360.0, 6)
     by_payup = price + payup

@@ -16,8 +16,9 @@ import tempfile
 import time
 from datetime import date
 
+from pfill.database import open_database
 from pfill.engine import demo_data
-from pfill.engine.db import get_engine, init_schema
+from pfill.engine.db import init_schema
 from pfill.engine.pipeline import RunOptions, execute_run
 
 AS_OF = date(2025, 3, 3)
@@ -25,7 +26,7 @@ AS_OF = date(2025, 3, 3)
 
 def run_once(url: str, strategy: str) -> dict:
     started = time.monotonic()
-    run = execute_run(get_engine(url), RunOptions(tenant="bench", strategy=strategy, as_of=AS_OF))
+    run = execute_run(open_database(url), RunOptions(tenant="bench", strategy=strategy, as_of=AS_OF))
     run["wall_seconds"] = time.monotonic() - started
     run["allocation_seconds"] = json.loads(run["step_seconds_json"])["allocation"]
     return run
@@ -33,7 +34,7 @@ def run_once(url: str, strategy: str) -> dict:
 
 def bench(loans: int, trades: int) -> list[str]:
     url = f"sqlite:///{tempfile.mkdtemp(prefix='pfill-bench-alloc-')}/bench.db"
-    engine = get_engine(url)
+    engine = open_database(url)
     init_schema(engine)
     demo_data.replace_tenant_inputs(engine, "bench", demo_data.generate(loans, trades, 42, AS_OF))
     optimal, greedy = run_once(url, "optimal"), run_once(url, "greedy")

@@ -17,8 +17,10 @@ import uuid
 from datetime import date
 
 import sqlalchemy as sa
+
+from pfill.database import open_database
 from pfill.engine import demo_data
-from pfill.engine.db import get_engine, init_schema
+from pfill.engine.db import init_schema
 from pfill.engine.pipeline import RunOptions, execute_run
 
 PG_ADMIN = os.environ.get("PFILL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -43,7 +45,7 @@ def _database(kind: str) -> tuple[str, callable]:
 def bench(kind: str, loans: int, trades: int) -> None:
     url, drop = _database(kind)
     try:
-        engine = get_engine(url)
+        engine = open_database(url)
         init_schema(engine)
         started = time.monotonic()
         demo_data.replace_tenant_inputs(engine, "bench", demo_data.generate(loans, trades, 42, date(2025, 3, 3)))
@@ -63,7 +65,7 @@ def bench(kind: str, loans: int, trades: int) -> None:
               f"{run['kickout_count']}, trades in tolerance {run['trades_filled_in_tolerance']}/{run['trade_count']},"
               f" candidates {run['candidate_count']}")
     finally:
-        get_engine(url).dispose()
+        open_database(url).dispose()
         drop()
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from pfill.engine import demo_data
-from pfill.engine.db import get_engine, init_schema
 
+from pfill.database import open_database
+from pfill.engine import demo_data
+from pfill.engine.db import init_schema
 from tests.engine.helpers import AS_OF
 
 
@@ -35,7 +36,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def demo_db(db_url: str) -> str:
     """The schema plus small demo inputs for tenant `demo`."""
-    engine = get_engine(db_url)
+    engine = open_database(db_url)
     init_schema(engine)
     demo_data.replace_tenant_inputs(engine, "demo", demo_data.generate(400, 12, seed=7, as_of=AS_OF))
     return db_url

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pfill.engine import reasons
-from pfill.engine.allocator import EPS, PASS_LOCKED, AllocationProblem, allocate
+from pfill.engine.solver import EPS, PASS_LOCKED, AllocationProblem, allocate
 
 
 @st.composite

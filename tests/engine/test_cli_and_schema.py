@@ -7,12 +7,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import CliRunner
-from pfill.engine import schema
-from pfill.engine.db import get_engine, init_schema
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from pfill.cli import cli
+from pfill.database import open_database
+from pfill.engine import schema
+from pfill.engine.db import init_schema
 from tests.engine.helpers import AS_OF
 
 
@@ -48,7 +49,7 @@ def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
     assert shown["objective_value"] >= baseline["objective_value"]
     assert shown["trades_filled_in_tolerance"] >= baseline["trades_filled_in_tolerance"]
 
-    engine = get_engine(db)
+    engine = open_database(db)
     with engine.connect() as conn:
         actions = set(conn.execute(sa.text("SELECT DISTINCT pool_action FROM pfill_pool_guide")).scalars())
         kick_reasons = set(conn.execute(sa.text("SELECT DISTINCT reason_code FROM pfill_kickouts")).scalars())
@@ -72,7 +73,7 @@ def test_schema_compiles_for_sql_server_with_filtered_index() -> None:
 
 
 def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
-    engine = get_engine(db_url)
+    engine = open_database(db_url)
     assert init_schema(engine)
     assert init_schema(engine) == []
     with engine.begin() as conn:

@@ -9,10 +9,10 @@ import subprocess
 
 import pytest
 import sqlalchemy as sa
-from pfill.engine import runs, schema
-from pfill.engine.db import get_engine
-from pfill.engine.pipeline import RunFailed, RunOptions, execute_run
 
+from pfill.database import open_database
+from pfill.engine import runs, schema
+from pfill.engine.pipeline import RunFailed, RunOptions, execute_run
 from pfill.errors import ConflictError
 from tests.engine.helpers import AS_OF, PFILL, pfill_env, start_run, wait_for
 
@@ -20,12 +20,12 @@ OPTIONS = RunOptions(tenant="demo", as_of=AS_OF)
 
 
 def _count(url: str, table: sa.Table, run_id: str) -> int:
-    with get_engine(url).connect() as conn:
+    with open_database(url).connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.run_id == run_id)).scalar()
 
 
 def _active(url: str) -> dict | None:
-    return runs.active_run(get_engine(url), "demo")
+    return runs.active_run(open_database(url), "demo")
 
 
 def _in_step(url: str, status: str) -> dict | None:
@@ -34,7 +34,7 @@ def _in_step(url: str, status: str) -> dict | None:
 
 
 def test_partial_unique_index_allows_one_active_run_per_tenant(demo_db: str) -> None:
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     first = runs.create_run(engine, "demo", "price", {})
     with pytest.raises(ConflictError, match="already active for tenant demo"):
         runs.create_run(engine, "demo", "price", {})
@@ -48,7 +48,7 @@ def test_concurrent_runs_exactly_one_proceeds(demo_db: str) -> None:
     try:
         wait_for(lambda: _active(demo_db))
         with pytest.raises(ConflictError) as info:
-            execute_run(get_engine(demo_db), OPTIONS)
+            execute_run(open_database(demo_db), OPTIONS)
         assert info.value.exit_code == 3
         second = subprocess.run([PFILL, "run", "--as-of", AS_OF.isoformat()], env=pfill_env(demo_db),
                                 capture_output=True, text=True, timeout=60)
@@ -56,12 +56,12 @@ def test_concurrent_runs_exactly_one_proceeds(demo_db: str) -> None:
     finally:
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    statuses = [r["status"] for r in runs.list_runs(get_engine(demo_db), "demo")]
+    statuses = [r["status"] for r in runs.list_runs(open_database(demo_db), "demo")]
     assert statuses == ["Complete"]
 
 
 def test_killed_run_is_reconciled_to_failed(demo_db: str) -> None:
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     proc = start_run(demo_db, PFILL_TEST_STEP_DELAY="allocation=30")
     run = wait_for(lambda: _in_step(demo_db, "Allocating"))
     assert runs.reconcile(engine, "demo") == []  # a live run is never reconciled
@@ -81,13 +81,13 @@ def test_next_run_reconciles_a_killed_run(demo_db: str) -> None:
     run = wait_for(lambda: _in_step(demo_db, "PreProcessing"))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     assert execute_run(engine, OPTIONS)["status"] == "Complete"
     assert runs.get_run(engine, run["run_id"])["status"] == "Failed"
 
 
 def test_cancel_from_another_process(demo_db: str) -> None:
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     previous = execute_run(engine, OPTIONS)
     proc = start_run(demo_db, PFILL_TEST_STEP_DELAY="pool_guide=30")
     run = wait_for(lambda: _in_step(demo_db, "PostProcessing"))
@@ -105,7 +105,7 @@ def test_cancel_from_another_process(demo_db: str) -> None:
 
 
 def test_failed_run_keeps_previous_complete_output(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     previous = execute_run(engine, OPTIONS)
     before = {t.name: _count(demo_db, t, previous["run_id"]) for t in schema.OUTPUT_TABLES}
     monkeypatch.setenv("PFILL_TEST_FAIL_STEP", "finish")
@@ -127,13 +127,13 @@ def test_failed_run_keeps_previous_complete_output(demo_db: str, monkeypatch: py
 def test_step_failure_is_recorded(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PFILL_TEST_FAIL_STEP", "candidates")
     with pytest.raises(RunFailed):
-        execute_run(get_engine(demo_db), OPTIONS)
-    failed = runs.latest_run(get_engine(demo_db), "demo")
+        execute_run(open_database(demo_db), OPTIONS)
+    failed = runs.latest_run(open_database(demo_db), "demo")
     assert (failed["status"], failed["failure_step"]) == ("Failed", "candidates")
 
 
 def test_retention_keeps_last_k_runs(demo_db: str) -> None:
-    engine = get_engine(demo_db)
+    engine = open_database(demo_db)
     ids = [execute_run(engine, RunOptions(tenant="demo", as_of=AS_OF, keep_runs=2))["run_id"] for _ in range(3)]
     kept = [r["run_id"] for r in runs.list_runs(engine, "demo")]
     assert kept == ids[:0:-1]

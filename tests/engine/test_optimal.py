@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pfill.engine import objective as ob
-from pfill.engine import optimal as opt
-from pfill.engine.allocator import EPS, AllocationProblem, allocate, greedy
+
+from pfill.engine.solver import EPS, AllocationProblem, allocate
+from pfill.engine.solver import objective as ob
+from pfill.engine.solver import optimal as opt
+from pfill.engine.solver.greedy import greedy
 
 
 def _problem(rng: np.random.Generator, n: int, m: int, with_cash: bool = True,
