@@ -57,6 +57,31 @@ class LPSolution:
     seconds: float
 
 
+def _column_matrix(arcs: Arcs, bucket_hb: np.ndarray, trades: np.ndarray, capped: np.ndarray,
+                   n_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constraint matrix column-wise (all ones): column starts and row indices. Rows: buckets, then
+    one fill row per trade, then one high-balance row per capped trade; columns: the shortfall of each
+    trade, then the arcs (bucket row, fill row, and the high-balance row for a high-balance bucket)."""
+    n_t = len(trades)
+    trade_local = np.full(int(trades.max()) + 1 if n_t else 0, -1, dtype=np.int64)
+    trade_local[trades] = np.arange(n_t)
+    hb_row = np.full(n_t, -1, dtype=np.int64)
+    hb_row[capped] = n_b + n_t + np.arange(int(capped.sum()))
+
+    t_of_arc = trade_local[arcs.trade]
+    arc_hb_row = np.where(bucket_hb[arcs.bucket], hb_row[t_of_arc], -1)
+    per_col = np.r_[np.ones(n_t, dtype=np.int64), 2 + (arc_hb_row >= 0)]  # shortfall columns first
+    starts = np.r_[0, np.cumsum(per_col)]
+    index = np.empty(int(starts[-1]), dtype=np.int32)
+    index[:n_t] = n_b + np.arange(n_t)  # s_j sits in its trade's fill row
+    arc_start = starts[n_t:-1]
+    index[arc_start] = arcs.bucket
+    index[arc_start + 1] = n_b + t_of_arc
+    has_hb = np.flatnonzero(arc_hb_row >= 0)
+    index[arc_start[has_hb] + 2] = arc_hb_row[has_hb]
+    return starts, index
+
+
 class ComponentLP:
     """The LP of one component, built once; `required` trades first must reach their min (no shortfall
     column), then `relax()` gives them their shortfall back for the bound (a warm restart in HiGHS)."""
@@ -68,23 +93,8 @@ class ComponentLP:
         n_b, n_t = len(bucket_upb), len(trades)
         self.n_trades = n_t
         self.n_arcs = len(arcs.bucket)
-        trade_local = np.full(int(trades.max()) + 1 if n_t else 0, -1, dtype=np.int64)
-        trade_local[trades] = np.arange(n_t)
         capped = np.isfinite(bands.hb_room[trades])
-        hb_row = np.full(n_t, -1, dtype=np.int64)
-        hb_row[capped] = n_b + n_t + np.arange(int(capped.sum()))
-
-        t_of_arc = trade_local[arcs.trade]
-        arc_hb_row = np.where(bucket_hb[arcs.bucket], hb_row[t_of_arc], -1)
-        per_col = np.r_[np.ones(n_t, dtype=np.int64), 2 + (arc_hb_row >= 0)]  # shortfall columns first
-        starts = np.r_[0, np.cumsum(per_col)]
-        index = np.empty(int(starts[-1]), dtype=np.int32)
-        index[:n_t] = n_b + np.arange(n_t)  # s_j sits in its trade's fill row
-        arc_start = starts[n_t:-1]
-        index[arc_start] = arcs.bucket
-        index[arc_start + 1] = n_b + t_of_arc
-        has_hb = np.flatnonzero(arc_hb_row >= 0)
-        index[arc_start[has_hb] + 2] = arc_hb_row[has_hb]
+        starts, index = _column_matrix(arcs, bucket_hb, trades, capped, n_b)
 
         self.shortfall_upper = bands.lower[trades] * ROW_SCALE
         self.required = required[trades]

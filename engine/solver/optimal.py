@@ -118,6 +118,16 @@ def singleton_buckets(p: AllocationProblem, free_pairs: np.ndarray) -> Buckets:
                    high_balance=p.loan_high_balance[loans].astype(bool))
 
 
+def lp_units(p: AllocationProblem, free_pairs: np.ndarray, pair_points: np.ndarray) -> tuple[Buckets, bool]:
+    """The LP's units and whether the model is the exact MIP: small instances (up to EXACT_MIP_MAX_LOANS
+    free loans with options) get one bucket per loan and the exact MIP; larger ones, loan buckets."""
+    exact = len(np.unique(p.cand_loan[free_pairs])) <= EXACT_MIP_MAX_LOANS
+    if exact:
+        return singleton_buckets(p, free_pairs), True
+    return loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.cand_loan[free_pairs],
+                        p.cand_trade[free_pairs], pair_points[free_pairs]), False
+
+
 def fill_set(p: AllocationProblem) -> np.ndarray:
     """(m,) trades the allocation must fill: those the staged greedy fills inside tolerance.
 
@@ -138,12 +148,7 @@ def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) 
     bands = bands_of(p)
     required = fill_set(p)
     fill_set_seconds = time.monotonic() - started
-    exact = len(np.unique(p.cand_loan[free_pairs])) <= EXACT_MIP_MAX_LOANS
-    if exact:  # small: one loan per bucket and the exact MIP
-        buckets = singleton_buckets(p, free_pairs)
-    else:
-        buckets = loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.cand_loan[free_pairs],
-                               p.cand_trade[free_pairs], pair_points[free_pairs])
+    buckets, exact = lp_units(p, free_pairs, pair_points)
     arcs = bucket_arcs(p, free_pairs, pair_points, buckets)
     lp_started = time.monotonic()
     relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit, mip=exact)

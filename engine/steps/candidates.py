@@ -28,6 +28,22 @@ def _pool_trade_index(ctx: RunContext) -> dict[str, int]:
     return {p: trade_pos[t] for t, p in zip(rel["trade_id"], rel["pool_id"], strict=True) if t in trade_pos}
 
 
+def _no_candidate_reason(has_pair: np.ndarray, rate_eligible: np.ndarray, expired: np.ndarray,
+                         over_ceiling: np.ndarray, invalid: np.ndarray, locked: np.ndarray,
+                         fixed_trade: np.ndarray) -> np.ndarray:
+    """(n,) reasons.* for loans without a pair (later rules win), PLACED for the rest and for locked
+    loans that stay in their trade."""
+    reason = np.zeros(len(has_pair), dtype=np.int8)
+    reason[~has_pair & rate_eligible] = reasons.LOCK_BEFORE_SETTLEMENT
+    reason[~has_pair & ~rate_eligible] = reasons.NO_ELIGIBLE_TRADE
+    reason[expired] = reasons.LOCK_EXPIRED
+    reason[over_ceiling] = reasons.UPB_OVER_CEILING
+    reason[invalid] = reasons.INVALID_DATA
+    reason[locked] = reasons.LOCKED_UNPOOLED
+    reason[fixed_trade >= 0] = reasons.PLACED
+    return reason
+
+
 def run(ctx: RunContext) -> None:
     assert ctx.inputs is not None
     loans, trades, lockdowns = ctx.inputs.loans, ctx.inputs.trades, ctx.inputs.lockdowns
@@ -54,15 +70,7 @@ def run(ctx: RunContext) -> None:
     in_time = expiry[loan_idx] >= trades["settlement_date"][trade_idx]
     loan_idx, trade_idx = loan_idx[in_time], trade_idx[in_time]
     has_pair = np.bincount(loan_idx, minlength=n) > 0
-
-    reason = np.zeros(n, dtype=np.int8)
-    reason[~has_pair & rate_eligible] = reasons.LOCK_BEFORE_SETTLEMENT
-    reason[~has_pair & ~rate_eligible] = reasons.NO_ELIGIBLE_TRADE
-    reason[expired] = reasons.LOCK_EXPIRED
-    reason[over_ceiling] = reasons.UPB_OVER_CEILING
-    reason[invalid] = reasons.INVALID_DATA
-    reason[locked] = reasons.LOCKED_UNPOOLED
-    reason[fixed_trade >= 0] = reasons.PLACED
+    reason = _no_candidate_reason(has_pair, rate_eligible, expired, over_ceiling, invalid, locked, fixed_trade)
 
     pricing = required(ctx.pricing, "settle_price")
     days, fin = pricing.trade_days[trade_idx], pricing.trade_fin_rate[trade_idx]
