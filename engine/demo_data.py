@@ -4,6 +4,12 @@ The same seed and as-of date give the same data. The mix is tuned so that a run 
 shows every pool action and several kickout reasons: some trades are over-supplied, some short (late
 settlements, thin coupons), one pool holds more than its trade can take, a few loans are locked down,
 some locks are expired or expire before any settlement, a few loans exceed the high-balance ceiling.
+
+    data = generate(n_loans=2000, n_trades=40, seed=42, as_of=date(2026, 11, 2))
+    counts = replace_tenant_inputs(engine, "demo", data)   # rows per input table
+
+Both are plain functions (the `pfill demo-data` command and `pfill demo` call them); the engine must
+have its schema (db.open_engine or db.init_schema).
 """
 
 from __future__ import annotations
