@@ -245,7 +245,7 @@ pfill_run_history = sa.Table(
     # allocation quality (nullable: added to older databases by `pfill db init`)
     sa.Column("strategy", sa.String(_CODE), comment="Allocation strategy: optimal (LP + repair) or greedy"),
     sa.Column("objective_value", sa.Float,
-              comment="Trade value + cash value - pair-off cost of the allocation, dollars (engine/objective.py)"),
+              comment="Trade value + cash value - pair-off cost of the allocation, dollars (solver/objective.py)"),
     sa.Column("lp_bound", sa.Float, comment="LP relaxation upper bound on objective_value (optimal strategy)"),
     sa.Column("gap_pct", sa.Float,
               comment="(lp_bound - objective_value) / (lp_bound - do-nothing value) x 100: premium left on the table"),
