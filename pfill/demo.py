@@ -5,14 +5,12 @@ and only re-checks the dashboards, so it is quick."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 import sqlalchemy as sa
 
 from pfill.config import LOCAL_ENV, Settings
-from pfill.database import open_database
 from pfill.errors import PfillError
 from pfill.output import info, step
 
@@ -45,8 +43,8 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     """
     from pfill.deploy.local_superset import LocalSuperset
     from pfill.deploy.project import Project
-    from pfill.engine import demo_data, runs
-    from pfill.engine.db import init_schema
+    from pfill.engine import demo_data
+    from pfill.engine.db import open_engine
     from pfill.engine.pipeline import RunOptions, execute_run
 
     settings: Settings = ctx.obj
@@ -57,8 +55,7 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     new_password = stack.up(lambda line: info(f"      {line}"), timeout=240)
 
     _stage(2, "engine schema")
-    engine = open_database(settings.db_url)
-    init_schema(engine)
+    engine = open_engine(settings.db_url)
     if fresh or not _has_rows(engine, "SELECT COUNT(*) FROM loan WHERE tenant_id = :tenant", tenant):
         _stage(3, f"demo data for tenant {tenant}")
         with step(f"generating {DEMO_LOANS} loans and {DEMO_TRADES} trades (seed {DEMO_SEED})"):
@@ -67,11 +64,10 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
         _stage(3, f"demo data for tenant {tenant}: present, reused (--fresh to regenerate)")
     latest = "SELECT COUNT(*) FROM pfill_run_history WHERE tenant_id = :tenant AND status = 'Complete'"
     if fresh or not _has_rows(engine, latest, tenant):
-        keep = int(os.environ.get("PFILL_KEEP_RUNS") or runs.DEFAULT_KEEP_RUNS)
         # two runs, so the hub has a history: the staged greedy as a baseline, then the optimiser
         for strategy in ("greedy", "optimal"):
             _stage(4, f"engine run ({strategy})")
-            run = execute_run(engine, RunOptions(tenant=tenant, strategy=strategy, keep_runs=keep), progress=info)
+            run = execute_run(engine, RunOptions(tenant=tenant, strategy=strategy), progress=info)
             info(f"      run {run['run_id']} Complete: {run['allocated_loan_count']} loans allocated, "
                  f"{run['cash_loan_count']} to cash, {run['kickout_count']} kicked out")
     else:
