@@ -19,6 +19,8 @@ column-wise sparse matrix (passModel), never row by row from Python.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 import highspy
@@ -27,6 +29,27 @@ import numpy as np
 ROW_SCALE = 1e-6  # dollars -> $M on the rows
 OBJ_SCALE = 1e-3  # dollars -> $k in the objective
 INF = highspy.kHighsInf
+_banner_shown = False
+
+
+def new_highs() -> highspy.Highs:
+    """A silent solver. HiGHS writes its banner to the C-level stdout when a process makes its first
+    instance, before any option can be set; it goes to stderr, so `pfill run --json` stays JSON."""
+    global _banner_shown
+    if _banner_shown:
+        highs = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            highs = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _banner_shown = True
+    highs.setOptionValue("output_flag", False)
+    return highs
 
 
 @dataclass
@@ -121,8 +144,7 @@ class ComponentLP:
             lp.integrality_ = [highspy.HighsVarType.kContinuous] * n_t + \
                 [highspy.HighsVarType.kSemiContinuous] * self.n_arcs
             self.exact_columns = np.arange(n_t, n_t + self.n_arcs, dtype=np.int32)
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        self.highs = new_highs()
         self.highs.setOptionValue("mip_rel_gap", 1e-7)  # on the premium: cents on a small instance
         self.highs.passModel(lp)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from pfill.cli import cli
 from pfill.database import open_database
 from pfill.engine import schema
 from pfill.engine.db import init_schema
-from tests.engine.helpers import AS_OF
+from tests.engine.helpers import AS_OF, PFILL, pfill_env
 
 
 def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
@@ -88,3 +89,14 @@ def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
     outputs = [t for t in schema.OUTPUT_TABLES if t is not schema.pfill_run_history]
     assert all({"run_id", "tenant_id"} <= set(t.c.keys()) for t in outputs)
     assert all("tenant_id" in t.c for t in schema.INPUT_TABLES)
+
+
+def test_run_json_is_json_with_the_solver_in_a_fresh_process(tmp_path: Path) -> None:
+    """HiGHS prints a banner on the C-level stdout of a process's first solver: it must not land in --json."""
+    env = pfill_env(f"sqlite:///{tmp_path / 'engine.db'}")
+    subprocess.run([PFILL, "demo-data", "--loans", "300", "--trades", "8", "--as-of", AS_OF.isoformat()],
+                   env=env, check=True, capture_output=True)
+    done = subprocess.run([PFILL, "run", "--strategy", "optimal", "--as-of", AS_OF.isoformat(), "--json"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["strategy"] == "optimal"
