@@ -63,7 +63,8 @@ def test_concurrent_runs_exactly_one_proceeds(demo_db: str) -> None:
 def test_killed_run_is_reconciled_to_failed(demo_db: str) -> None:
     engine = open_database(demo_db)
     proc = start_run(demo_db, PFILL_TEST_STEP_DELAY="allocation=30")
-    run = wait_for(lambda: _in_step(demo_db, "Allocating"))
+    # the status is Allocating from the candidates step on: wait for the delayed step itself
+    run = wait_for(lambda: (r := _in_step(demo_db, "Allocating")) and r["current_step"] == "allocation" and r)
     assert runs.reconcile(engine, "demo") == []  # a live run is never reconciled
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
