@@ -11,9 +11,10 @@ with the folders mapped to import names as pyproject.toml maps them.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 import subprocess
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,17 +33,15 @@ ALLOWED = {
 
 
 def _modules() -> dict[str, Path]:
-    """Import name -> file, for every module of the distribution."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    """Import name -> file, for every module of every package pyproject.toml lists."""
+    listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.M | re.S)
+    assert listed, "pyproject.toml lists no packages"
     found = {}
-    for package in config["packages"]:
-        folder = REPO / config["package-dir"].get(package, package.replace(".", "/"))
-        for parent, prefix in config["package-dir"].items():  # subpackages: pfill.engine.solver -> engine/solver
-            if package.startswith(parent + ".") and package not in config["package-dir"]:
-                folder = REPO / prefix / package[len(parent) + 1:].replace(".", "/")
-        for path in folder.glob("*.py"):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            found[name] = path
+    for package in re.findall(r'"([\w.]+)"', listed[1]):
+        spec = importlib.util.find_spec(package)
+        assert spec and spec.submodule_search_locations, package
+        for path in Path(next(iter(spec.submodule_search_locations))).glob("*.py"):
+            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
     return found
 
 
@@ -102,7 +101,8 @@ def test_imports_point_only_down() -> None:
         for target, line, _ in imports:
             other = _layer(target)
             if other not in {layer, "foundation"} | ALLOWED[layer]:
-                wrong.append(f"{MODULES[module].relative_to(REPO)}:{line}: {module} ({layer}) imports {target} ({other})")
+                where = f"{MODULES[module].relative_to(REPO)}:{line}"
+                wrong.append(f"{where}: {module} ({layer}) imports {target} ({other})")
     assert not wrong, "\n".join(wrong)
 
 
