@@ -1,25 +1,82 @@
-"""The `pfill` command line: one group, with subcommands contributed by each package."""
+"""The `pfill` command line: one group, with subcommands contributed by each package.
+
+A command's module is imported only when that command runs (or shows its own help), so
+`pfill --version` and `pfill --help` load no engine, deploy or query code: the group lists commands
+from the table below, whose summaries a test keeps equal to each command's own first sentence.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
 
 import click
 
 from . import __version__
-from .config import Settings
 from .errors import EXIT_ERROR, PfillError
-from .secrets import mask_text
+
+# name -> ("module:attribute", summary: the first sentence of the command's own help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "superset": ("pfill.deploy.stack_cli:superset_group", "Run a local Superset 6.1 for the demo and for development."),
+    "env": ("pfill.deploy.stack_cli:env_group", "Superset environments: the built-in `local` and those in pfill.yaml."),
+    "db": ("pfill.engine.cli:db_group", "The engine database."),
+    "demo-data": ("pfill.engine.cli:demo_data_command",
+                  "Replace a tenant's inputs with realistic demo data (deterministic for a seed and date)."),
+    "run": ("pfill.engine.cli:run_command", "Run PowerFill for a tenant: the six steps, with progress per step."),
+    "runs": ("pfill.engine.cli:runs_group", "Engine runs: list, show, cancel, reconcile."),
+    "lint": ("pfill.queries.cli:lint", "Render every query for every dialect, parse it with sqlglot and check it."),
+    "preview": ("pfill.queries.cli:preview", "Print a report query's SQL (pretty-printed), or run it with --execute."),
+    "validate": ("pfill.deploy.cli:validate_cmd",
+                 "Check the dashboard specs against their schema and the queries' declared columns."),
+    "schema": ("pfill.deploy.cli:schema_cmd", "Print the JSON Schema of dashboard specs (for editor validation)."),
+    "plan": ("pfill.deploy.cli:plan_cmd", "Show what apply would change in Superset, field by field."),
+    "apply": ("pfill.deploy.cli:apply_cmd",
+              "Make Superset match the specs: create, update (and with --prune delete) exactly what plan shows."),
+    "verify": ("pfill.deploy.cli:verify_cmd",
+               "Run every chart through Superset's chart-data API and compare its rows with the database."),
+    "export": ("pfill.deploy.cli:export_cmd",
+               "Write existing Superset dashboards, their charts and datasets as specs in this kit's format."),
+    "demo": ("pfill.demo:demo_cmd",
+             "Local Superset + demo data + an engine run + the eight dashboards, applied and verified."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    module, attribute = COMMANDS[name][0].split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 class PfillGroup(click.Group):
-    """Turns expected errors into one clear line and an exit code; --debug shows tracebacks."""
+    """Loads commands on first use; turns expected errors into one clear line and an exit code
+    (--debug shows tracebacks)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the summaries, without importing any command."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, self.commands[name].get_short_help_str(limit) if name in self.commands
+             else click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except PfillError as exc:
+            from .secrets import mask_text
+
             click.echo(f"error: {mask_text(str(exc))}", err=True)
             if exc.hint:
                 click.echo(f"hint: {mask_text(exc.hint)}", err=True)
@@ -31,6 +88,8 @@ class PfillGroup(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
+            from .secrets import mask_text
+
             message = mask_text(f"{type(exc).__name__}: {exc}")
             click.echo(f"error: unexpected {message} (run with --debug for the traceback)", err=True)
             ctx.exit(EXIT_ERROR)
@@ -39,7 +98,6 @@ class PfillGroup(click.Group):
 def _debug(ctx: click.Context) -> bool:
     root = ctx.find_root()
     return bool((root.params or {}).get("debug")) or os.environ.get("PFILL_DEBUG") == "1"
-
 
 
 @click.group(cls=PfillGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,21 +112,9 @@ def cli(ctx: click.Context, home: str | None, db: str | None, config: str | None
 
     Exit codes: 0 ok, 1 error, 2 usage (or changes pending for `plan`), 3 conflict.
     """
+    from .config import Settings
+
     ctx.obj = Settings.resolve(home=home, db=db, config=config)
-
-
-def _register() -> None:
-    from .demo import demo_cmd
-    from .deploy.cli import COMMANDS as deploy_commands
-    from .deploy.stack_cli import COMMANDS as stack_commands
-    from .engine.cli import COMMANDS as engine_commands
-    from .queries.cli import COMMANDS as query_commands
-
-    for command in [*stack_commands, *engine_commands, *query_commands, *deploy_commands, demo_cmd]:
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import pytest
 from click.testing import CliRunner
 
 from pfill import __version__
-from pfill.cli import cli
+from pfill.cli import COMMANDS, cli, load_command
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             found += _all_commands(command, (*prefix, name))
         else:
@@ -65,3 +70,25 @@ def test_status_of_a_stack_that_never_ran_exits_1(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "superset", "status", "--json"])
     assert result.exit_code == 1
     assert '"running": false' in result.output
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_lazy_summary_is_the_commands_own_first_sentence(name: str) -> None:
+    """`pfill --help` lists commands without importing them, from summaries that must not drift."""
+    assert load_command(name).get_short_help_str(limit=1000) == COMMANDS[name][1]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_version_and_help_import_no_command_module(args: list[str]) -> None:
+    """Start-up stays cheap: the root's --version and --help load no engine, deploy or query code
+    (and none of the heavy libraries those bring: SQLAlchemy, numpy, sqlglot, pydantic, requests)."""
+    probe = (
+        "import sys\n"
+        "from pfill.cli import cli\n"
+        f"try:\n    cli({args!r}, prog_name='pfill')\nexcept SystemExit:\n    pass\n"
+        "heavy = ('pfill.engine', 'pfill.deploy', 'pfill.queries', 'pfill.dashboards', 'sqlalchemy', 'numpy',\n"
+        "         'sqlglot', 'pydantic', 'requests', 'highspy', 'jinja2')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"

@@ -20,8 +20,10 @@ START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 def _rows(group: click.Group, prefix: str) -> list[str]:
     rows = []
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    context = click.Context(group)
+    for name in sorted(group.list_commands(context)):  # loads the lazy root group's commands
+        command = group.get_command(context, name)
+        assert command is not None
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
             rows += _rows(command, path)
