@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from .dialects import DIALECTS, dialect_of
 from .errors import ConfigError
+from .tenants import check_tenant
 from .yamlfile import LocatedYaml, check_keys, load_located
 
 LOCAL_ENV = "local"
@@ -125,7 +126,10 @@ class Settings:
     ) -> Settings:
         home_path = Path(home or os.environ.get("PFILL_HOME") or ".pfill").expanduser().absolute()
         db_url = db or os.environ.get("PFILL_DB_URL") or f"sqlite:///{home_path / 'pfill.db'}"
-        dialect_of(db_url)  # fail early on a malformed or unsupported URL
+        from .database import check_url  # fail early on a malformed or unsupported URL, saying why
+
+        check_url(db_url, "--db" if db else "PFILL_DB_URL" if os.environ.get("PFILL_DB_URL") else None)
+        dialect_of(db_url)
         config_path: Path | None = None
         explicit = config or os.environ.get("PFILL_CONFIG")
         if explicit:
@@ -134,7 +138,9 @@ class Settings:
                 raise ConfigError(f"environments file not found: {config_path}")
         elif Path("pfill.yaml").exists():
             config_path = Path("pfill.yaml")
-        tenant = os.environ.get("PFILL_TENANT") or DEFAULT_TENANT
+        # set but empty (an unset shell variable) is an error, never the default
+        raw_tenant = os.environ.get("PFILL_TENANT")
+        tenant = DEFAULT_TENANT if raw_tenant is None else check_tenant(raw_tenant, "PFILL_TENANT")
         return cls(home=home_path, db_url=db_url, config_path=config_path, tenant=tenant)
 
     # -- environments ---------------------------------------------------------------------------
@@ -160,7 +166,7 @@ class Settings:
                 return int(json.loads(state.read_text())["port"])
             except (ValueError, KeyError, TypeError):
                 pass
-        return int(os.environ.get("PFILL_SUPERSET_PORT") or DEFAULT_SUPERSET_PORT)
+        return env_int("PFILL_SUPERSET_PORT", DEFAULT_SUPERSET_PORT, minimum=1, maximum=65535)
 
     def local_environment(self) -> Environment:
         where = "built-in environment local"
@@ -173,6 +179,38 @@ class Settings:
             tenants={tenant.name: tenant},
             home=self.home,
         )
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    """A whole number from environment variable `name` (unset or blank: `default`), or a ConfigError
+    naming the variable, the value and the allowed range."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    allowed = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw[:40]!r} is not a whole number", hint=f"use a number {allowed}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name}={value} is out of range", hint=f"use a number {allowed}")
+    return value
+
+
+def env_seconds(name: str, default: float, *, minimum: float) -> float:
+    """A number of seconds from environment variable `name` (unset or blank: `default`), or a
+    ConfigError naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw[:40]!r} is not a number of seconds",
+                          hint=f"use a number of seconds, at least {minimum}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name}={raw[:40]} is out of range", hint=f"use a number of seconds, at least {minimum}")
+    return value
 
 
 def _expand(value: Any, where: str) -> str:
@@ -233,8 +271,7 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
         tenants: dict[str, Tenant] = {}
         for tname, tbody in _mapping(body.get("tenants") or {}, doc.where(*at, "tenants")).items():
             tat = (*at, "tenants", tname)
-            if not isinstance(tname, str) or not _NAME.match(tname):
-                raise ConfigError(f"{doc.where(*tat)}: tenant name {tname!r} is not a plain identifier")
+            check_tenant(tname, doc.where(*tat))
             tbody = _mapping(tbody, doc.where(*tat))
             check_keys(tbody, {"database_url", "dialect", "schema"}, doc, *tat)
             if "database_url" not in tbody:

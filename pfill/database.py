@@ -1,24 +1,56 @@
 """Opening a database: one policy for the engine, preview, verify and the demo.
 
 - one SQLAlchemy engine per URL per process;
+- the URL is checked before use (`check_url`): something that is not a URL, a port that is not a
+  number or is out of range, is one line naming the URL;
 - SQLite files get WAL and a busy timeout, so `runs list` / `runs cancel` can read and write while a
-  run holds a write transaction; their folder is created, unless the file must already exist;
+  run holds a write transaction; their folder is created, unless the file must already exist; a
+  directory given as the file, or a folder that cannot be created or written, is refused up front;
 - PostgreSQL gives up connecting after a few seconds instead of hanging;
-- every failure is one line with the password masked.
+- the database itself failing (cannot connect, no such database, refused, not a SQLite file, read
+  only, locked) is translated where it happens, for every caller, by one `handle_error` hook on the
+  engine (`explain`): a DatabaseError naming the URL (password masked), the cause and a hint.
+  Errors in a statement (a missing table, a constraint) are left to the caller.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 from .errors import ConfigError, PfillError
 from .secrets import mask_text, mask_url
 
 CONNECT_TIMEOUT_SECONDS = 5
 _engines: dict[str, Engine] = {}
+_PORT = re.compile(r"^[^:/]+://(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?]*):(?P<port>[^/?]*)")
+_URL_EXAMPLE = "a database URL looks like sqlite:///path/pfill.db or postgresql://user:${PASSWORD}@host:5432/db"
+_PORT_HINT = "use a port from 1 to 65535, e.g. postgresql://user@host:5432/db"
+
+
+class DatabaseError(PfillError):
+    """A database that cannot be opened or used: one line naming it (password masked) and the cause."""
+
+
+def check_url(url: str, where: str | None = None) -> URL:
+    """The parsed URL, or a ConfigError naming it (password masked), `where` it came from, and what is
+    wrong: not a URL, a port that is not a number or is outside 1-65535."""
+    label = f"database URL {mask_url(url)}" + (f" ({where})" if where else "")
+    try:
+        parsed = make_url(url)
+    except ValueError:  # SQLAlchemy's int() of the port
+        match = _PORT.match(url)
+        port = match["port"] if match else "?"
+        raise ConfigError(f"{label}: port {port!r} is not a number", hint=_PORT_HINT) from None
+    except Exception:
+        raise ConfigError(f"{label}: not a database URL", hint=_URL_EXAMPLE) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigError(f"{label}: port {parsed.port} is out of range (1-65535)", hint=_PORT_HINT)
+    return parsed
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -31,37 +63,126 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 def sqlite_file(url: str) -> Path | None:
     """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
+    parsed = check_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(str(parsed.database))
 
 
+def _check_sqlite_path(url: str, path: Path, must_exist: bool) -> None:
+    """Refuse, before SQLite is asked, a path it cannot use; create the folder of a new file."""
+    where = f"database {mask_url(url)}"
+    if path.is_dir():
+        raise DatabaseError(f"{where}: {path} is a directory, not a database file",
+                            hint=f"name a file, e.g. sqlite:///{path / 'pfill.db'}")
+    if not path.exists():
+        if must_exist:
+            raise DatabaseError(f"database not found: {mask_url(url)}",
+                                hint="create it with `pfill db init` and `pfill demo-data`, or pass --db URL")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"{where}: cannot create folder {path.parent}: {exc.strerror or exc}",
+                                hint="choose a folder you can write (--db or PFILL_DB_URL, --home)") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise DatabaseError(f"{where}: folder {path.parent} is not writable",
+                                hint="choose a folder you can write (--db or PFILL_DB_URL, --home)")
+
+
 def open_database(url: str, *, must_exist: bool = False) -> Engine:
     """The process's engine for `url`. With `must_exist`, a missing SQLite file is an error (reads
     must not create an empty database); otherwise its folder is created."""
-    try:
-        path = sqlite_file(url)
-    except Exception as exc:
-        raise ConfigError(f"cannot use database URL: {exc}") from exc
+    path = sqlite_file(url)  # checks the URL
     if path is not None:
-        if must_exist and not path.exists():
-            raise PfillError(
-                f"database not found: {mask_url(url)}",
-                hint="create it with `pfill db init` and `pfill demo-data`, or pass --db URL",
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_path(url, path, must_exist)
     if url not in _engines:
         try:
             backend = make_url(url).get_backend_name()
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend == "postgresql" else {}
             engine = sa.create_engine(url, connect_args=connect_args)
         except Exception as exc:
-            raise ConfigError(f"cannot use database URL: {mask_text(str(exc))}") from exc
+            raise ConfigError(f"cannot use database URL {mask_url(url)}: {mask_text(first_line(exc))}") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "handle_error", _translate)
         _engines[url] = engine
     return _engines[url]
+
+
+def _translate(context: sa.engine.ExceptionContext) -> None:
+    """The engine's handle_error hook: a failure of the database itself becomes a DatabaseError."""
+    if context.engine is None:
+        return
+    error = explain(context.original_exception, display_url(context.engine),
+                    connecting=context.connection is None)
+    if error is not None:
+        raise error from context.original_exception
+
+
+# (pattern in the driver's message, cause, hint); the first match wins. {host}/{port}/{db}/{user} are
+# filled from the URL.
+_CAUSES: list[tuple[str, str, str]] = [
+    (r"file is not a database|file is encrypted|disk image is malformed",
+     "the file is not a SQLite database (corrupt, or another kind of file)",
+     "move it aside and run `pfill db init`, or pass --db URL"),
+    (r"unable to open database file",
+     "SQLite cannot open the file (a directory, a missing or unwritable folder)",
+     "check the path and its permissions, or pass --db URL"),
+    (r"readonly database|read-only",
+     "the database file or its folder is read-only",
+     "make it writable, or choose another file with --db"),
+    (r"database is locked",
+     "the database stayed locked by another process",
+     "wait for the other `pfill` process, or check `pfill runs list`"),
+    (r'database "[^"]*" does not exist',
+     "database {db} does not exist on {host}:{port}",
+     "create it (`createdb {db}`), or fix the database name in the URL"),
+    (r'role "[^"]*" does not exist',
+     "user {user} does not exist on {host}:{port}",
+     "fix the user name in the URL"),
+    (r"password authentication failed|no password supplied|authentication failed",
+     "authentication failed for user {user}",
+     "check the password variable and the user name"),
+    (r"connection refused",
+     "the server at {host}:{port} refused the connection",
+     "is PostgreSQL running there? check the host and port in the URL"),
+    (r"timeout expired|timed out",
+     "no answer from {host}:{port} within {timeout} s",
+     "check the host, the port and the network"),
+    (r"could not translate host name|name or service not known|nodename nor servname",
+     "unknown host {host}",
+     "check the host name in the URL"),
+    (r"invalid port|invalid integer value",
+     "the port is not valid",
+     "use a port from 1 to 65535"),
+    (r"permission denied",
+     "permission denied: {line}",
+     "grant the user access, or use another user"),
+]
+
+
+def explain(exc: BaseException, url: str, *, connecting: bool = False) -> DatabaseError | None:
+    """A DatabaseError naming `url` (masked) for a failure of the database itself, else None.
+
+    Known causes get their own message and hint; any other failure while connecting is reported with
+    the driver's first line; other statement errors are not ours to explain (None)."""
+    line = mask_text(first_line(exc))
+    try:
+        parsed = make_url(url)
+    except Exception:
+        parsed = None
+    fields = {
+        "host": getattr(parsed, "host", None) or "localhost", "port": getattr(parsed, "port", None) or "default",
+        "db": getattr(parsed, "database", None) or "?", "user": getattr(parsed, "username", None) or "?",
+        "timeout": CONNECT_TIMEOUT_SECONDS, "line": line,
+    }
+    for pattern, cause, hint in _CAUSES:
+        if re.search(pattern, line, re.I):
+            return DatabaseError(f"database {mask_url(url)}: {cause.format(**fields)}", hint=hint.format(**fields))
+    if connecting:
+        return DatabaseError(f"cannot connect to {mask_url(url)}: {line}",
+                             hint="check the URL (--db or PFILL_DB_URL) and that the server is up")
+    return None
 
 
 def ping(engine: Engine) -> None:
@@ -70,7 +191,7 @@ def ping(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.DBAPIError as exc:
-        raise PfillError(f"cannot connect to {display_url(engine)}: {first_line(exc)}") from None
+        raise DatabaseError(f"cannot connect to {display_url(engine)}: {first_line(exc)}") from None
 
 
 def display_url(engine: Engine) -> str:
@@ -78,6 +199,13 @@ def display_url(engine: Engine) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of a driver error (SQLAlchemy appends its SQL and a link after it)."""
+    """The first line of a driver error (SQLAlchemy appends its SQL and a link after it); a driver
+    message that starts with a generic line ("connection to server ... failed:") keeps its cause."""
     original = getattr(exc, "orig", None) or exc
-    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(original).__name__
+    line = lines[0]
+    if line.endswith("failed:") and len(lines) > 1:  # libpq puts the cause on the next line
+        line = f"{line} {lines[1]}"
+    return re.sub(r"\s+", " ", line)

@@ -8,6 +8,8 @@ from typing import TypeVar
 import click
 
 from .config import Settings
+from .errors import UsageError
+from .tenants import check_tenant
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -20,8 +22,13 @@ def json_option(help: str = "Print JSON.") -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def _tenant(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--tenant checked against the one tenant grammar; given but empty is an error, not the default."""
+    return None if value is None else check_tenant(value, f"--{param.name}", UsageError)
+
+
 def tenant_option(help: str = "Tenant [env PFILL_TENANT; demo].") -> Callable[[F], F]:
-    return click.option("--tenant", help=help)
+    return click.option("--tenant", help=help, callback=_tenant)
 
 
 def env_option(help: str = "Environment [env PFILL_ENV; local].") -> Callable[[F], F]:

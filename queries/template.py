@@ -25,9 +25,9 @@ from sqlglot import exp
 
 from pfill.dialects import sqlglot_name
 from pfill.errors import UsageError
+from pfill.tenants import TENANT  # the one tenant grammar
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _JINJA_MARKS = ("{{", "{%", "{#")
 # The packaged queries folder, wherever the install put it (`pfill.queries` maps to queries/).
 PACKAGED_QUERIES = Path(str(importlib.import_module("pfill.queries").__file__)).resolve().parent
