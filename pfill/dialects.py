@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlglot import exp, transforms
 
 from .errors import ConfigError, UsageError
+from .secrets import mask_url
 
 # Report dialect (SQLAlchemy's backend name) -> sqlglot dialect name.
 SQLGLOT_NAMES = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"}
@@ -36,8 +37,8 @@ def dialect_of(url: str) -> str:
     """The report dialect (sqlite, postgresql, mssql) of a SQLAlchemy URL."""
     try:
         backend = make_url(url).get_backend_name()
-    except Exception as exc:
-        raise ConfigError(f"not a database URL: {url!r}") from exc
+    except Exception:
+        raise ConfigError(f"not a database URL: {mask_url(url)!r}") from None
     if backend not in SQLGLOT_NAMES:
         raise ConfigError(f"unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
     return backend
