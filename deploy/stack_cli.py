@@ -82,7 +82,7 @@ def superset_status(settings: Settings, as_json: bool) -> None:
 
 
 @superset_group.command("logs")
-@click.option("-n", "--lines", type=click.IntRange(0), default=50, show_default=True, help="How many lines to show.")
+@click.option("-n", "--lines", type=click.IntRange(1), default=50, show_default=True, help="How many lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @pass_settings
 def superset_logs(settings: Settings, lines: int, follow: bool) -> None:
