@@ -12,6 +12,7 @@ Python API (what lint, preview and the dataset builder use):
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ import jinja2
 
 from pfill.config import DEFAULT_TENANT
 from pfill.dialects import check_dialect
-from pfill.errors import ConfigError, UsageError
-from pfill.yamlfile import LocatedYaml, check_keys, load_located
+from pfill.errors import ConfigError, PfillError, UsageError
+from pfill.yamlfile import LocatedYaml, check_keys, load_located, read_source
 
 from .template import (
     PACKAGED_QUERIES,
@@ -190,13 +191,27 @@ class Query:
         except jinja2.UndefinedError as exc:
             path, line = _template_frame(exc, self.template_path)
             raise TemplateError(path, line, f"undefined in template: {exc.message}") from exc
+        except PfillError:
+            raise  # a value the template passed on was refused (a bad identifier), or an unreadable include
+        except jinja2.TemplateNotFound as exc:
+            path, line = _template_frame(exc, self.template_path)
+            raise TemplateError(path, line, f"template not found: {exc.name}") from exc
+        except RecursionError:
+            path, line = _template_frame(sys.exc_info()[1], self.template_path)
+            raise TemplateError(path, line, "recursion too deep (a macro or include that calls itself?)") from None
+        except Exception as exc:  # whatever an expression raises while rendering: TypeError, ZeroDivisionError...
+            path, line = _template_frame(exc, self.template_path)
+            raise TemplateError(path, line, f"error while rendering: {type(exc).__name__}: {exc}") from exc
 
 
 class TemplateError(ConfigError):
     """A template that does not render, located at its file and line."""
 
     def __init__(self, path: Path, line: int | None, message: str) -> None:
-        super().__init__(f"{path}:{line or '?'}: {message}")
+        message = " ".join(message.split())  # one line, whatever Jinja's message holds
+        if len(message) > 200:
+            message = message[:197] + "..."
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
         self.path, self.line, self.reason = path, line, message
 
 
@@ -219,6 +234,7 @@ def load_queries(folder: str | Path | None = None) -> dict[str, Query]:
     if not root.is_dir():
         raise ConfigError(f"queries folder not found: {root}")
     environment = template_environment(root)
+    _check_pairs(root)
     queries: dict[str, Query] = {}
     for template in sorted(root.glob(f"*{TEMPLATE_SUFFIX}")):
         name = template.name[: -len(TEMPLATE_SUFFIX)]
@@ -239,14 +255,25 @@ def get_query(queries: dict[str, Query], name: str) -> Query:
     raise UsageError(f"unknown query {name!r}; {hint}")
 
 
+def _check_pairs(root: Path) -> None:
+    """Every file the loader would skip but its author meant it to read is an error: metadata saved
+    as .yml, or metadata without its template (a report whose .sql.j2 was renamed or deleted)."""
+    for stray in sorted(root.glob("*.yml")):
+        raise ConfigError(f"{stray}: query metadata must end in .yaml (.yml files are not read)",
+                          hint=f"rename it to {stray.stem}.yaml")
+    for meta in sorted(root.glob("*.yaml")):
+        if not meta.name.startswith("_") and not meta.with_name(f"{meta.stem}{TEMPLATE_SUFFIX}").exists():
+            raise ConfigError(f"{meta}: query metadata without its template {meta.stem}{TEMPLATE_SUFFIX}")
+
+
 def _load_one(name: str, template: Path, environment: jinja2.Environment) -> Query:
     meta_path = template.with_name(f"{name}.yaml")
     if not meta_path.exists():
         raise ConfigError(f"{template}: missing metadata file {meta_path.name} (columns and parameters)")
+    if not read_source(template).strip():  # read now: too large or not UTF-8 fails here, naming it
+        raise ConfigError(f"{template}: the template is empty (expected the report's SELECT)")
     meta = load_located(meta_path)
     data = meta.data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{meta_path}: expected a mapping with title, description, parameters, columns")
     check_keys(data, {"title", "description", "parameters", "columns"}, meta)
     return Query(
         name=name,

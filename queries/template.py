@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlglot import exp
 from pfill.dialects import sqlglot_name
 from pfill.errors import UsageError
 from pfill.tenants import TENANT  # the one tenant grammar
+from pfill.yamlfile import read_source
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _JINJA_MARKS = ("{{", "{%", "{#")
@@ -122,17 +124,36 @@ class _LinePreserving(jinja2.ext.Extension):
         return keep_line_numbers(source)
 
 
+class SourceLoader(jinja2.BaseLoader):
+    """Templates (and their includes) from the first folder that has them, each read like every
+    other source file (pfill.yamlfile.read_source: a regular file, bounded in size, strict UTF-8),
+    so a bad include is a one-line error naming it, wherever it is included from."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = [Path(folder) for folder in folders]
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        pieces = jinja2.loaders.split_template_path(template)  # refuses `..`
+        for folder in self.folders:
+            path = folder.joinpath(*pieces)
+            if path.is_file():
+                return read_source(path), str(path), _unchanged(path)
+        raise jinja2.TemplateNotFound(template)
+
+
+def _unchanged(path: Path) -> Callable[[], bool]:
+    mtime = path.stat().st_mtime
+    return lambda: path.is_file() and path.stat().st_mtime == mtime
+
+
 def template_environment(folder: Path) -> jinja2.Environment:
     """The deploy-time Jinja environment: its own delimiters, strict about undefined names.
 
     Shared macros (`_dialect.j2`) come from the folder itself when it has them, else from the
     packaged queries, so a user's own folder can hold just its templates.
     """
-    loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(str(folder)), jinja2.FileSystemLoader(str(PACKAGED_QUERIES))]
-    )
     return jinja2.Environment(
-        loader=loader,
+        loader=SourceLoader([folder, PACKAGED_QUERIES]),
         block_start_string="[%",
         block_end_string="%]",
         variable_start_string="[[",
