@@ -155,9 +155,18 @@ def packaged_dashboards() -> Path:
 
 
 def spec_files(folder: Path) -> list[Path]:
+    """The specs in a folder: every `*.yaml` not starting with `_`. A spec saved as `.yml` is an
+    error rather than skipped, and so is a folder without specs (applied with --prune, an empty set
+    of specs would delete every dashboard the kit made)."""
     if not folder.is_dir():
         raise ConfigError(f"dashboards folder not found: {folder}")
-    return sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    for stray in sorted(folder.glob("*.yml")):
+        raise ConfigError(f"{stray}: dashboard specs must end in .yaml (.yml files are not read)",
+                          hint=f"rename it to {stray.stem}.yaml")
+    files = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    if not files:
+        raise ConfigError(f"{folder}: no dashboard specs (*.yaml) in this folder")
+    return files
 
 
 def _parse(doc: LocatedYaml) -> DashboardSpec:
@@ -168,8 +177,11 @@ def _parse(doc: LocatedYaml) -> DashboardSpec:
         for error in exc.errors():
             location = [p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "SqlMetric"))]
             field = ".".join(str(p) for p in location) or "(document)"
-            problems.append(f"{doc.where(*location)}: {field}: {error['msg']}")
-        raise ConfigError("invalid dashboard spec:\n  " + "\n  ".join(problems)) from None
+            problems.append(f"{doc.where(*location)}: {field}: {' '.join(error['msg'].split())}")
+        if len(problems) == 1:
+            raise ConfigError(problems[0]) from None
+        raise ConfigError(f"{doc.path}: {len(problems)} problems in the dashboard spec:\n  "
+                          + "\n  ".join(problems)) from None
 
 
 def load_specs(folder: Path | None = None) -> list[LoadedSpec]:
