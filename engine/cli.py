@@ -20,20 +20,31 @@ from pfill.output import emit_json, info, print_table, step
 
 from . import demo_data, runs
 from .db import init_schema, open_engine
+from .market import check_business_date
 from .pipeline import RunOptions, execute_run
 from .solver import DEFAULT_STRATEGY, STRATEGIES
 
 
-def _engine(settings: Settings) -> sa.Engine:
-    """The engine database of these settings, its schema created or upgraded."""
-    return open_engine(settings.db_url)
+def _engine(settings: Settings, *, create: bool = True) -> sa.Engine:
+    """The engine database of these settings, its schema created or upgraded (with create=False it must
+    already be initialised: `pfill run` never creates a database)."""
+    return open_engine(settings.db_url, create=create)
 
 
 def _as_of(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
-_AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Business date [today].")
+def _check_as_of(_ctx: click.Context, param: click.Parameter, value: datetime | None) -> datetime | None:
+    if value is not None:
+        check_business_date(value.date(), "--as-of")
+    return value
+
+
+_AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), callback=_check_as_of,
+                      help="Business date, 2000-01-01 to a year from today [today].")
+MAX_LOANS = 1_000_000
+MAX_TRADES = 20_000
 
 
 @click.group("db")
@@ -50,9 +61,9 @@ def db_init(settings: Settings) -> None:
 
 
 @click.command("demo-data")
-@click.option("--loans", type=click.IntRange(1), default=demo_data.DEFAULT_LOANS, show_default=True)
-@click.option("--trades", type=click.IntRange(1), default=demo_data.DEFAULT_TRADES, show_default=True)
-@click.option("--seed", type=int, default=demo_data.DEFAULT_SEED, show_default=True)
+@click.option("--loans", type=click.IntRange(1, MAX_LOANS), default=demo_data.DEFAULT_LOANS, show_default=True)
+@click.option("--trades", type=click.IntRange(1, MAX_TRADES), default=demo_data.DEFAULT_TRADES, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=demo_data.DEFAULT_SEED, show_default=True)
 @tenant_option()
 @_AS_OF
 @json_option(help="Print the row counts as JSON.")
@@ -88,7 +99,7 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
     Exit code 3 when the tenant already has an active run (BR-8).
     """
     keep = keep or runs.default_keep_runs()
-    engine = _engine(settings)
+    engine = _engine(settings, create=False)
     options = RunOptions(tenant=tenant or settings.tenant, scoring=scoring, strategy=strategy, keep_runs=keep,
                          as_of=_as_of(as_of))
     result = execute_run(engine, options, progress=info)
@@ -172,7 +183,7 @@ def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
 @pass_settings
 def runs_cancel(settings: Settings, run_id: str) -> None:
     """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner)."""
-    run = runs.request_cancel(open_database(settings.db_url), run_id)
+    run = runs.request_cancel(_engine(settings, create=False), run_id)
     info(f"cancel requested for run {run_id} (now {run['status']})")
 
 

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from pfill.errors import UsageError
+from pfill.tenants import check_tenant
+
 from . import schema
 from .bulk import insert_columns
-from .market import CONFORMING_LIMIT, HIGH_BALANCE_CEILING, INSTRUMENTS, PRODUCTS
+from .market import CONFORMING_LIMIT, HIGH_BALANCE_CEILING, INSTRUMENTS, PRODUCTS, check_business_date
 
 DEFAULT_LOANS = 2000
 DEFAULT_TRADES = 40
@@ -49,8 +52,13 @@ def _add_months(day: date, months: int, day_of_month: int) -> date:
 
 def generate(n_loans: int = DEFAULT_LOANS, n_trades: int = DEFAULT_TRADES, seed: int = DEFAULT_SEED,
              as_of: date | None = None) -> dict[str, Columns]:
-    """All input tables as columns (numpy arrays or lists), keyed by table name (tenant_id excluded)."""
-    as_of = as_of or date.today()
+    """All input tables as columns (numpy arrays or lists), keyed by table name (tenant_id excluded).
+    At least one loan and one trade, a seed of 0 or more and a business date in the engine's window
+    (market.check_business_date), else a UsageError naming the argument."""
+    for name, value, least in (("n_loans", n_loans, 1), ("n_trades", n_trades, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise UsageError(f"{name}={value!r}: expected a whole number of at least {least}")
+    as_of = check_business_date(as_of or date.today())
     rng = np.random.default_rng(seed)
     loans = _loans(rng, n_loans, as_of)
     trades = _trades(rng, n_trades, as_of, loans)
@@ -293,6 +301,7 @@ def _lockdowns(rng: np.random.Generator, loans: Columns, pools: Columns, as_of: 
 
 def replace_tenant_inputs(engine: sa.Engine, tenant: str, data: dict[str, Columns]) -> dict[str, int]:
     """Delete the tenant's inputs and insert `data`, in one transaction (idempotent)."""
+    check_tenant(tenant, "tenant", UsageError)
     counts: dict[str, int] = {}
     with engine.begin() as conn:
         for table in schema.INPUT_TABLES:

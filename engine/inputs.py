@@ -1,38 +1,122 @@
-"""Reading a tenant's inputs into numpy arrays (one query per table)."""
+"""Reading a tenant's inputs into numpy arrays (one query per table).
+
+Values are read as the driver returns them and converted here, column by column, so a value of the
+wrong kind (SQLite keeps 'abc' in a REAL column) is an InputError naming the table, column, row key,
+tenant and value, instead of a numpy or parser error from deep inside a step.
+
+    check_inputs(conn, tenant)   # refuse a tenant with no loans or no open trades, before a run starts
+    inputs = load_inputs(conn, tenant)
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+
+from pfill.errors import PfillError
 
 from . import schema
 
 Columns = dict[str, np.ndarray]
 
 
+class InputError(PfillError):
+    """A tenant's inputs cannot be used: none to run on, or a value of the wrong kind."""
+
+
+def _to_float(value: Any) -> float:
+    return math.nan if value is None else float(value)  # 'abc' raises; '1.5' is 1.5, as numpy reads it
+
+
+def _to_int(value: Any) -> int:
+    return -1 if value is None else int(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, (bool, int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise ValueError("not a boolean (0 or 1)")
+
+
+def _to_date(value: Any) -> np.datetime64:
+    if value is None:
+        return np.datetime64("NaT", "D")
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return np.datetime64(value, "D")
+    if isinstance(value, str):  # SQLite keeps dates as ISO text
+        return np.datetime64(date.fromisoformat(value[:10]), "D")
+    raise ValueError("not a date")
+
+
+def _fast_bool(values: Sequence[Any]) -> np.ndarray:
+    if not all(v is None or (isinstance(v, (bool, int, np.integer)) and v in (0, 1)) for v in values):
+        raise ValueError("not a boolean")
+    return np.array([bool(v) for v in values], dtype=bool)
+
+
+# column type -> (whole-column conversion, one-value conversion, numpy dtype, what the value should be).
+# The whole column is converted at once; only when that fails is it walked value by value to name the row.
+_KINDS: list[tuple[type, Callable[[Sequence[Any]], np.ndarray], Callable[[Any], Any], Any, str]] = [
+    (sa.Date, lambda vs: np.array(vs, dtype="datetime64[D]"), _to_date, "datetime64[D]", "a date (YYYY-MM-DD)"),
+    (sa.Float, lambda vs: np.array([math.nan if v is None else v for v in vs], dtype=float), _to_float, float,
+     "a number"),
+    (sa.Boolean, _fast_bool, _to_bool, bool, "a boolean (0 or 1)"),
+    (sa.Integer, lambda vs: np.array([-1 if v is None else v for v in vs], dtype=np.int64), _to_int, np.int64,
+     "a whole number"),
+]
+_BAD_VALUE = (ValueError, TypeError, OverflowError)
+
+
+def _convert(table: sa.Table, column: sa.Column, values: Sequence[Any], keys: Sequence[str], tenant: str) -> np.ndarray:
+    for kind, convert_all, convert, dtype, what in _KINDS:
+        if isinstance(column.type, kind):
+            try:
+                return convert_all(values)
+            except _BAD_VALUE:
+                pass
+            out = np.empty(len(values), dtype=dtype)
+            for i, value in enumerate(values):
+                try:
+                    out[i] = convert(value)
+                except _BAD_VALUE:
+                    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                    raise InputError(
+                        f"{table.name}.{column.name} is {shown}, not {what} (tenant {tenant}, {keys[i]})",
+                        hint=f"fix that row of {table.name}, or reload the tenant's inputs "
+                             f"(`pfill demo-data --tenant {tenant}`)",
+                    ) from None
+            return out
+    return np.array(values, dtype=object)
+
+
+def _raw(column: sa.Column) -> Any:
+    """The column as the driver returns it (no SQLAlchemy result processing, which would fail on a bad
+    date before we can say which row holds it)."""
+    return sa.type_coerce(column, sa.String()).label(column.name) if isinstance(column.type, sa.Date) else column
+
+
 def _read(conn: sa.Connection, table: sa.Table, tenant: str, where: Any = None) -> Columns:
-    query = sa.select(*[c for c in table.c if c.name != "tenant_id"]).where(table.c.tenant_id == tenant)
+    columns = [c for c in table.c if c.name != "tenant_id"]
+    key = [c for c in table.primary_key.columns if c.name != "tenant_id"]
+    query = sa.select(*[_raw(c) for c in columns]).where(table.c.tenant_id == tenant)
     if where is not None:
         query = query.where(where)
-    key = [c for c in table.primary_key.columns if c.name != "tenant_id"]
     rows = conn.execute(query.order_by(*key)).fetchall()
-    out: Columns = {}
-    for i, column in enumerate(c for c in table.c if c.name != "tenant_id"):
-        values = [r[i] for r in rows]
-        if isinstance(column.type, sa.Date):
-            out[column.name] = np.array(values, dtype="datetime64[D]")
-        elif isinstance(column.type, sa.Float):
-            out[column.name] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        elif isinstance(column.type, sa.Boolean):
-            out[column.name] = np.array(values, dtype=bool)
-        elif isinstance(column.type, sa.Integer):
-            out[column.name] = np.array([-1 if v is None else v for v in values], dtype=np.int64)
-        else:
-            out[column.name] = np.array(values, dtype=object)
-    return out
+    names = [c.name for c in columns]
+    at = [(c.name, names.index(c.name)) for c in key]
+    keys = [", ".join(f"{name} {r[i]}" for name, i in at) or "a row" for r in rows]
+    return {column.name: _convert(table, column, [r[i] for r in rows], keys, tenant)
+            for i, column in enumerate(columns)}
 
 
 @dataclass
@@ -56,12 +140,33 @@ class Inputs:
         return len(self.trades["trade_id"])
 
 
+def _considered_loans() -> Any:
+    return schema.loan.c.status.in_(("Locked", "Closed"))
+
+
+def _open_trades() -> Any:
+    t = schema.pscat_trades.c
+    return (t.status == "Open") & t.trade_type.in_(("TBA", "Spec"))
+
+
+def check_inputs(conn: sa.Connection, tenant: str) -> None:
+    """Refuse a tenant with nothing to run on: no loans (Locked or Closed) or no open trades."""
+    for table, wanted, what, which in ((schema.loan, _considered_loans(), "loans", "Locked or Closed"),
+                                       (schema.pscat_trades, _open_trades(), "trades", "Open TBA or Spec")):
+        count = sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == tenant)
+        if conn.execute(count.where(wanted)).scalar():
+            continue
+        total = conn.execute(count).scalar()
+        cause = f"tenant {tenant} has no {what}" if not total else f"tenant {tenant} has no {which} {what} (of {total})"
+        raise InputError(f"{cause}; load inputs first (`pfill demo-data --tenant {tenant}`)",
+                         hint=f"inputs are the tenant's rows in {table.name} and the other input tables")
+
+
 def load_inputs(conn: sa.Connection, tenant: str) -> Inputs:
     t = schema
     return Inputs(
-        loans=_read(conn, t.loan, tenant, t.loan.c.status.in_(("Locked", "Closed"))),
-        trades=_read(conn, t.pscat_trades, tenant,
-                     (t.pscat_trades.c.status == "Open") & t.pscat_trades.c.trade_type.in_(("TBA", "Spec"))),
+        loans=_read(conn, t.loan, tenant, _considered_loans()),
+        trades=_read(conn, t.pscat_trades, tenant, _open_trades()),
         pools=_read(conn, t.pscat_pools, tenant),
         relation=_read(conn, t.pscat_trades_pools_relation, tenant),
         cash_grid=_read(conn, t.pscat_trade_cash_grid, tenant),

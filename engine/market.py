@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pfill.errors import UsageError
 
 CONFORMING_LIMIT = 806_500.0  # 2025 baseline conforming loan limit
 HIGH_BALANCE_CEILING = 1_209_750.0  # 2025 high-cost area ceiling; above it no agency takes the loan
@@ -10,6 +13,23 @@ DEFAULT_HIGH_BALANCE_CAP_PCT = 10.0  # high-balance loans at most 10% of a TBA p
 SERVICING_FEE = 0.25  # minimum servicing strip, percent
 COMMITMENT_PERIODS = (10, 30, 60, 90)  # cash-window commitment days
 PRODUCTS = ("C30", "C15", "F30", "V30")
+
+# The business dates the engine accepts (`--as-of`, RunOptions.as_of, demo data): from 2000-01-01 (the
+# market rules above are modern ones) to one year after today (planning ahead, not a typo like 2062).
+# The lower bound is fixed and the upper one moves forward, so a run for a fixed past date keeps
+# working and stays reproducible; 9999-12-31 or 1899 are refused instead of overflowing a date.
+FIRST_BUSINESS_DATE = date(2000, 1, 1)
+DAYS_AHEAD = 366
+
+
+def check_business_date(day: date, where: str = "as_of") -> date:
+    """`day` when it is inside the engine's window of business dates, else a UsageError naming `where`."""
+    last = date.today() + timedelta(days=DAYS_AHEAD)
+    if not FIRST_BUSINESS_DATE <= day <= last:
+        raise UsageError(f"{where}: business date {day.isoformat()} is outside "
+                         f"{FIRST_BUSINESS_DATE.isoformat()}..{last.isoformat()}",
+                         hint="give a date from 2000-01-01 to one year from today, as YYYY-MM-DD")
+    return day
 
 
 @dataclass(frozen=True)

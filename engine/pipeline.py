@@ -23,12 +23,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pfill.errors import PfillError
+from pfill.database import first_line
+from pfill.errors import PfillError, UsageError
+from pfill.secrets import mask_text
+from pfill.tenants import check_tenant
 
 from . import runs
 from .context import RunContext, utcnow
-from .inputs import load_inputs
-from .solver import DEFAULT_STRATEGY
+from .inputs import check_inputs, load_inputs
+from .market import check_business_date
+from .solver import DEFAULT_STRATEGY, STRATEGIES
 from .steps import STEPS
 
 Progress = Callable[[str], None]
@@ -58,6 +62,20 @@ class RunOptions:
     keep_runs: int = field(default_factory=runs.default_keep_runs)  # env PFILL_KEEP_RUNS, else 10
     as_of: date | None = None  # business date, None: today
 
+    def check(self) -> None:
+        """Refuse options no run can honour, each error naming the option (before any run starts)."""
+        check_tenant(self.tenant, "tenant", UsageError)
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"scoring {self.scoring!r} is not one of {', '.join(SCORINGS)}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"strategy {self.strategy!r} is not one of {', '.join(sorted(STRATEGIES))}")
+        runs.check_keep(self.keep_runs)
+        if self.as_of is not None:
+            check_business_date(self.as_of)
+
+
+SCORINGS = ("price", "price_carry")
+
 
 def _quiet(_message: str) -> None:
     pass
@@ -68,8 +86,14 @@ def execute_run(engine: sa.Engine, options: RunOptions, progress: Progress = _qu
     (the pfill_run_history columns, plus `rows_written` per table).
 
     Raises ConflictError (exit 3) when the tenant has an active run, RunWasCancelled when a cancel was
-    requested, and RunFailed when a step raised (the run is then recorded as Failed, BR-9 applied)."""
+    requested, and RunFailed when a step raised (the run is then recorded as Failed, BR-9 applied).
+    Options no run can honour, and a tenant with no loans or no open trades, are refused before a run
+    is recorded (UsageError, inputs.InputError)."""
+    options.check()
+    heartbeat = runs.heartbeat_seconds()  # settings from the environment are checked before a run exists
     runs.reconcile(engine, options.tenant)
+    with engine.connect() as conn:
+        check_inputs(conn, options.tenant)
     run_id = runs.create_run(engine, options.tenant, options.scoring,
                              {"strategy": options.strategy, "keep_runs": options.keep_runs,
                               "as_of": options.as_of})
@@ -78,7 +102,7 @@ def execute_run(engine: sa.Engine, options: RunOptions, progress: Progress = _qu
                      strategy=options.strategy, as_of=options.as_of or date.today(),
                      checkpoint=_cancel_checkpoint(engine, run_id))
     tracker = _Tracker(ctx, progress)
-    with runs.Heartbeat(engine, run_id):
+    with runs.Heartbeat(engine, run_id, heartbeat):
         try:
             tracker.run_steps()
         except runs.RunCancelled:
@@ -155,11 +179,15 @@ class _Tracker:
     def failed(self, exc: Exception) -> RunFailed:
         """Record the run as Failed (logged, BR-9 applied); returns the error to raise."""
         ctx = self.ctx
-        message = f"{type(exc).__name__}: {exc}"[:2000]
+        # the history keeps the whole message; the user gets its first line (no SQL, no driver noise)
+        message = mask_text(str(exc) if isinstance(exc, PfillError) else f"{type(exc).__name__}: {exc}")[:2000]
         ctx.log(self.current, "error", message, level="ERROR")
         runs.finish_run(ctx.engine, ctx.run_id, ctx.tenant, "Failed", failure_step=self.current,
                         failure_message=message, step_seconds_json=json.dumps(self.step_seconds))
-        return RunFailed(f"run {ctx.run_id} failed in step {self.current}: {message}")
+        cause = first_line(exc) if isinstance(exc, PfillError) else f"{type(exc).__name__}: {first_line(exc)}"
+        cause = mask_text(cause)
+        return RunFailed(f"run {ctx.run_id} failed in step {self.current}: {cause}",
+                         hint=getattr(exc, "hint", None) or "see `pfill runs show " + ctx.run_id + "`")
 
     def complete(self, strategy: str) -> None:
         """Record the run as Complete with its counters, summary columns and seconds per step."""

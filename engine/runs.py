@@ -18,7 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pfill.errors import ConflictError, PfillError
+from pfill.config import env_int, env_seconds
+from pfill.errors import ConfigError, ConflictError, PfillError
 from pfill.processes import pid_alive
 
 from . import schema
@@ -26,13 +27,32 @@ from .context import utcnow, write_log
 
 H = schema.pfill_run_history
 DEFAULT_KEEP_RUNS = 10
-HEARTBEAT_SECONDS = float(os.environ.get("PFILL_HEARTBEAT_SECONDS", "2"))
-STALE_SECONDS = float(os.environ.get("PFILL_STALE_SECONDS", "60"))
+DEFAULT_HEARTBEAT_SECONDS = 2.0
+DEFAULT_STALE_SECONDS = 60.0
 
 
 def default_keep_runs() -> int:
-    """Runs kept per tenant when no number is given: env PFILL_KEEP_RUNS, else DEFAULT_KEEP_RUNS."""
-    return int(os.environ.get("PFILL_KEEP_RUNS") or DEFAULT_KEEP_RUNS)
+    """Runs kept per tenant when no number is given: env PFILL_KEEP_RUNS, else DEFAULT_KEEP_RUNS.
+    0, a negative number or text is a ConfigError naming the variable (it would delete every run)."""
+    return check_keep(env_int("PFILL_KEEP_RUNS", DEFAULT_KEEP_RUNS, minimum=-(2**63)), "PFILL_KEEP_RUNS")
+
+
+def check_keep(keep: object, where: str = "keep_runs") -> int:
+    """Retention's `keep`: a whole number of at least 1 (the run just finished is always kept)."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"{where}={keep!r} would delete earlier runs: keep at least 1",
+                          hint=f"the default keeps {DEFAULT_KEEP_RUNS} runs per tenant (PFILL_KEEP_RUNS, --keep)")
+    return keep
+
+
+def heartbeat_seconds() -> float:
+    """Seconds between heartbeats: env PFILL_HEARTBEAT_SECONDS, else 2 (read when used, not on import)."""
+    return env_seconds("PFILL_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS, minimum=0.05)
+
+
+def stale_seconds() -> float:
+    """Seconds without a heartbeat after which another host's run counts as dead: PFILL_STALE_SECONDS, else 60."""
+    return env_seconds("PFILL_STALE_SECONDS", DEFAULT_STALE_SECONDS, minimum=1.0)
 
 
 class RunCancelled(Exception):
@@ -154,7 +174,7 @@ def _process_alive(run: dict[str, Any]) -> bool:
     if run.get("host") == _host() and run.get("pid"):
         return pid_alive(int(run["pid"]))
     beat = run.get("heartbeat_at")
-    return beat is not None and utcnow() - beat < timedelta(seconds=STALE_SECONDS)
+    return beat is not None and utcnow() - beat < timedelta(seconds=stale_seconds())
 
 
 def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
@@ -176,12 +196,17 @@ def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
 
 
 def apply_retention(engine: sa.Engine, tenant: str, keep: int) -> list[str]:
-    """Keep the newest `keep` runs of the tenant; delete older terminal runs and all their rows."""
+    """Keep the newest `keep` runs of the tenant; delete older terminal runs and all their rows.
+
+    `keep` must be at least 1, and the newest Complete run is never deleted, whatever `keep` and
+    however many Failed or Cancelled runs came after it: the dashboards show it."""
+    keep = check_keep(keep)
     with engine.connect() as conn:
-        ids = conn.execute(sa.select(H.c.run_id).where(H.c.tenant_id == tenant,
-                                                       H.c.status.in_(schema.TERMINAL_STATUSES))
-                           .order_by(H.c.created_at.desc(), H.c.run_id)).scalars().all()
-    old = list(ids[keep:])
+        rows = conn.execute(sa.select(H.c.run_id, H.c.status).where(H.c.tenant_id == tenant,
+                                                                    H.c.status.in_(schema.TERMINAL_STATUSES))
+                            .order_by(H.c.created_at.desc(), H.c.run_id)).all()
+    newest_complete = next((run_id for run_id, status in rows if status == "Complete"), None)
+    old = [run_id for run_id, _ in rows[keep:] if run_id != newest_complete]
     if old:
         with engine.begin() as conn:
             for table in (*schema.USER_FACING_OUTPUTS, *schema.FORENSIC_OUTPUTS, H):
@@ -193,8 +218,9 @@ def apply_retention(engine: sa.Engine, tenant: str, keep: int) -> list[str]:
 class Heartbeat:
     """A daemon thread that stamps heartbeat_at while the run is alive."""
 
-    def __init__(self, engine: sa.Engine, run_id: str, every: float = HEARTBEAT_SECONDS) -> None:
-        self.engine, self.run_id, self.every = engine, run_id, every
+    def __init__(self, engine: sa.Engine, run_id: str, every: float | None = None) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.every = heartbeat_seconds() if every is None else every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
 
