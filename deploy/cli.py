@@ -16,7 +16,7 @@ from pfill.errors import EXIT_USAGE, PfillError, UsageError
 from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 
-from .export import export_dashboard, write_export
+from .export import export_dashboard, write_exports
 from .plan import render_plan
 from .project import Project, Sources, connect
 
@@ -166,21 +166,26 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
               help="Dashboard to export (repeat for more).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exported"),
               show_default=True, help="Folder for dashboards/ and queries/.")
+@click.option("--force", is_flag=True, help="Replace files already in --out (without it, export refuses).")
 @env_option()
 @json_option("Print the written files as JSON.")
 @pass_settings
-def export_cmd(settings: Settings, refs: tuple[str, ...], out: Path, env_name: str | None, as_json: bool) -> None:
+def export_cmd(settings: Settings, refs: tuple[str, ...], out: Path, force: bool, env_name: str | None,
+               as_json: bool) -> None:
     """Write existing Superset dashboards, their charts and datasets as specs in this kit's format.
 
     The result validates with `pfill validate --dashboards OUT/dashboards --queries OUT/queries`.
+    Files are written only inside OUT, and nothing is written if a file there would be replaced,
+    unless --force.
     """
     env = settings.environment(env_name)
-    written: list[Path] = []
+    exports = []
     with connect(env) as client:
         for ref in refs:
             exported = export_dashboard(client, ref)
-            written += write_export(exported, out)
-            info(f"exported {ref}: {len(exported.spec.charts)} charts, {len(exported.datasets)} datasets")
+            exports.append(exported)
+            info(f"read {ref}: {len(exported.spec.charts)} charts, {len(exported.datasets)} datasets")
+    written = write_exports(exports, out, force=force)
     if as_json:
         emit_json([str(p) for p in written])
     else:

@@ -6,17 +6,22 @@ marker), so exporting, validating and planning against the same instance shows n
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from pfill.dashboards.specs import AGGREGATES, ChartSpec, DashboardSpec, FilterSpec, MarkdownSpec, SqlMetric, WhereSpec
-from pfill.errors import UsageError
+from pfill.errors import PfillError, UsageError
+from pfill.queries.catalog import TEMPLATE_SUFFIX
 
 from .charts import chart_params
 from .client import SupersetClient
@@ -34,10 +39,18 @@ class Exported:
 
 
 def _key(text: str, fallback: str) -> str:
-    key = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60]
+    """A name from Superset as a key and a safe file stem (specs' KEY: `[a-z][a-z0-9_]{0,62}`).
+
+    Names that come from a server are data, never paths: `../../pfill` becomes `pfill`."""
+    key = re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")
     if not key or not key[0].isalpha():
         key = f"{fallback}_{key}".strip("_")
-    return key
+    return key[:60].rstrip("_")
+
+
+def _slug(text: str) -> str:
+    """A dashboard slug from Superset as a spec slug and a safe file stem (`[a-z][a-z0-9-]{0,62}`)."""
+    return _key(text, "dashboard").replace("_", "-")
 
 
 def _metric(metric: Any) -> str | SqlMetric:
@@ -96,13 +109,23 @@ def chart_spec(
         "width": size.get("width", 4),
         "height": size.get("height", 50),
     }
-    spec = ChartSpec.model_validate(base)
+    try:
+        spec = ChartSpec.model_validate(base)
+    except ValidationError as exc:
+        raise UsageError(f"chart {base['title']!r}: cannot be written as a spec: {_first_problem(exc)}") from None
     produced = chart_params(spec, 0)
     options = {
         k: v for k, v in params.items()
         if k not in IGNORED_PARAMS and k != "datasource" and (k not in produced or produced[k] != v)
     }
     return spec.model_copy(update={"options": options})
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or "(spec)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {' '.join(error['msg'].split())}{more}"
 
 
 def _layout(position: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
@@ -135,12 +158,24 @@ def _layout(position: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
 
 
 def export_dashboard(client: SupersetClient, ref: str) -> Exported:
-    """One dashboard (id or slug), its charts and the datasets they read, as this kit's specs."""
+    """One dashboard (id or slug), its charts and the datasets they read, as this kit's specs.
+
+    Everything read from Superset is data: names become safe keys, and an answer of the wrong
+    shape is one error naming the dashboard."""
+    try:
+        return _export_dashboard(client, ref)
+    except ValidationError as exc:
+        raise UsageError(f"dashboard {ref}: cannot be written as a spec: {_first_problem(exc)}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UsageError(f"dashboard {ref}: unexpected answer from Superset ({type(exc).__name__}: {exc})") from None
+
+
+def _export_dashboard(client: SupersetClient, ref: str) -> Exported:
     found = client.get(f"/api/v1/dashboard/{ref}")["result"]  # Superset resolves an id or a slug
     marker = parse_marker(found.get("certification_details"))
     tenant = marker.tenant if marker else None
     own_slug = found.get("slug") or f"dashboard-{found['id']}"
-    slug = marker.key if marker else _key(own_slug, "dashboard").replace("_", "-")
+    slug = _slug(marker.key if marker else own_slug)
     title = found["dashboard_title"]
     if tenant and title.endswith(f" ({tenant})"):
         title = title[: -len(f" ({tenant})")]
@@ -170,7 +205,7 @@ class _DashboardReader:
             self.datasets[dataset_id] = self.client.get(f"/api/v1/dataset/{dataset_id}")["result"]
         detail = self.datasets[dataset_id]
         marker = dataset_marker(detail.get("extra"))
-        return marker.key if marker else _key(detail["table_name"], "query")
+        return _key(marker.key if marker else detail["table_name"], "query")
 
     def components(self, position: dict[str, Any]) -> tuple[list[ChartSpec], list[MarkdownSpec], list[list[str]]]:
         """Charts, markdown blocks and the layout (rows of keys, unique), in reading order."""
@@ -214,7 +249,7 @@ class _DashboardReader:
             return None
         detail = self.client.get(f"/api/v1/chart/{chart['id']}")["result"]
         marker = parse_marker(detail.get("certification_details"))
-        key = marker.key.split("/", 1)[1] if marker else _key(chart["slice_name"], "chart")
+        key = _key(marker.key.split("/", 1)[-1] if marker else chart["slice_name"], "chart")
         params = json.loads(detail.get("params") or "{}")
         dataset_id = int(str(params.get("datasource", "0__table")).split("__")[0])
         return chart_spec(key, detail, params, self.dataset_of(dataset_id), size)
@@ -258,30 +293,108 @@ def _spec_dict(spec: DashboardSpec) -> dict[str, Any]:
             if k in data}
 
 
-def write_export(exported: Exported, out: Path) -> list[Path]:
-    """Write dashboards/<slug>.yaml and queries/<dataset>.sql.j2 + .yaml under `out`."""
-    written = []
-    (out / "dashboards").mkdir(parents=True, exist_ok=True)
-    (out / "queries").mkdir(parents=True, exist_ok=True)
-    spec_path = out / "dashboards" / f"{exported.spec.slug}.yaml"
-    spec_path.write_text(yaml.safe_dump(_spec_dict(exported.spec), sort_keys=False, allow_unicode=True, width=110))
-    written.append(spec_path)
-    for name, dataset in exported.datasets.items():
-        sql = dataset.get("sql") or f"SELECT * FROM {name}"
-        template = out / "queries" / f"{name}.sql.j2"
-        template.write_text(sql if sql.endswith("\n") else sql + "\n")
-        marker = dataset_marker(dataset.get("extra"))
-        meta = {
-            "title": name.replace("_", " ").capitalize(),
-            "description": dataset.get("description") or f"Exported from Superset dataset {name}",
-            "parameters": [],
-            "columns": [
-                {"name": c["column_name"], "type": _column_type(c), "description": c.get("description") or ""}
-                for c in dataset.get("columns", [])
-            ],
-        }
-        if marker is None:
-            meta["description"] = meta["description"].strip()
-        (out / "queries" / f"{name}.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
-        written += [template, out / "queries" / f"{name}.yaml"]
-    return written
+def write_export(exported: Exported, out: Path, *, force: bool = False) -> list[Path]:
+    """Write dashboards/<slug>.yaml and queries/<dataset>.sql.j2 + .yaml under `out` (see write_exports)."""
+    return write_exports([exported], out, force=force)
+
+
+def write_exports(exports: Sequence[Exported], out: Path, *, force: bool = False) -> list[Path]:
+    """Write each export's dashboards/<slug>.yaml and queries/<dataset>.sql.j2 + .yaml under `out`.
+
+    Every name is made a safe file stem (the spec's references renamed with it, and two different
+    datasets or dashboards sharing a name told apart by a suffix); every path must resolve inside
+    `out`; and files already there are replaced only with `force`. Nothing is written unless all of
+    it can be, and each file is replaced whole (written beside it, then renamed over it)."""
+    files = _export_files(exports, out)
+    root = out.resolve()
+    for path in files:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            raise UsageError(f"{path}: resolves outside {out} (to {resolved}); nothing written")
+    existing = [path for path in files if path.exists() or path.is_symlink()]
+    if existing and not force:
+        names = [str(p.relative_to(out)) for p in existing]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UsageError(
+            f"{out}: export would overwrite {len(names)} existing file(s): {shown}",
+            hint="pass --force to replace them, or choose a new --out folder",
+        )
+    for path, text in files.items():
+        _replace(path, text)
+    return list(files)
+
+
+def _export_files(exports: Sequence[Exported], out: Path) -> dict[Path, str]:
+    """Path -> text of every file the exports make, names made safe and unique, references kept."""
+    files: dict[Path, str] = {}
+    queries: dict[str, str] = {}  # stem -> its files' text, to tell a shared dataset from a namesake
+    slugs: set[str] = set()
+    for exported in exports:
+        renames: dict[str, str] = {}
+        for name, dataset in exported.datasets.items():
+            base = stem = _key(name, "query")
+            for n in range(2, 1000):
+                template, meta = _query_texts(stem, dataset)
+                if queries.setdefault(stem, template + meta) == template + meta:
+                    break
+                stem = f"{base[:56]}_{n}"
+            renames[name] = stem
+            files[out / "queries" / f"{stem}{TEMPLATE_SUFFIX}"] = template
+            files[out / "queries" / f"{stem}.yaml"] = meta
+        slug = base = _slug(exported.spec.slug)
+        for n in range(2, 1000):
+            if slug not in slugs:
+                break
+            slug = f"{base[:56]}-{n}"
+        slugs.add(slug)
+        spec = _renamed(exported.spec, slug, renames)
+        text = yaml.safe_dump(_spec_dict(spec), sort_keys=False, allow_unicode=True, width=110)
+        files[out / "dashboards" / f"{slug}.yaml"] = text
+    return dict(sorted(files.items(), key=lambda item: (item[0].parent.name != "dashboards", str(item[0]))))
+
+
+def _renamed(spec: DashboardSpec, slug: str, renames: dict[str, str]) -> DashboardSpec:
+    """The spec with its slug and every dataset reference (dashboard, charts, filters) renamed."""
+
+    def name(dataset: str | None) -> str | None:
+        return None if dataset is None else renames.get(dataset) or _key(dataset, "query")
+
+    return spec.model_copy(update={
+        "slug": slug,
+        "dataset": name(spec.dataset),
+        "charts": [c.model_copy(update={"dataset": name(c.dataset)}) for c in spec.charts],
+        "filters": [f.model_copy(update={"dataset": name(f.dataset)}) for f in spec.filters],
+    })
+
+
+def _query_texts(name: str, dataset: dict[str, Any]) -> tuple[str, str]:
+    """The template and the metadata YAML of one exported dataset."""
+    sql = dataset.get("sql") or f"SELECT * FROM {name}"
+    marker = dataset_marker(dataset.get("extra"))
+    meta = {
+        "title": name.replace("_", " ").capitalize(),
+        "description": dataset.get("description") or f"Exported from Superset dataset {name}",
+        "parameters": [],
+        "columns": [
+            {"name": c["column_name"], "type": _column_type(c), "description": c.get("description") or ""}
+            for c in dataset.get("columns", [])
+        ],
+    }
+    if marker is None:
+        meta["description"] = meta["description"].strip()
+    template = sql if sql.endswith("\n") else sql + "\n"
+    return template, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole: a sibling temporary file renamed over it (a symlink there is replaced,
+    never written through)."""
+    temporary = path.with_name(f".{path.name}.pfill-export")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise PfillError(f"{path}: cannot write: {exc.strerror or exc}") from None
