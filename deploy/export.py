@@ -112,7 +112,7 @@ def chart_spec(
     try:
         spec = ChartSpec.model_validate(base)
     except ValidationError as exc:
-        raise UsageError(f"chart {base['title']!r}: cannot be written as a spec: {_first_problem(exc)}") from None
+        raise PfillError(f"chart {base['title']!r}: cannot be written as a spec: {_first_problem(exc)}") from None
     produced = chart_params(spec, 0)
     options = {
         k: v for k, v in params.items()
@@ -165,9 +165,9 @@ def export_dashboard(client: SupersetClient, ref: str) -> Exported:
     try:
         return _export_dashboard(client, ref)
     except ValidationError as exc:
-        raise UsageError(f"dashboard {ref}: cannot be written as a spec: {_first_problem(exc)}") from None
+        raise PfillError(f"dashboard {ref}: cannot be written as a spec: {_first_problem(exc)}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise UsageError(f"dashboard {ref}: unexpected answer from Superset ({type(exc).__name__}: {exc})") from None
+        raise PfillError(f"dashboard {ref}: unexpected answer from Superset ({type(exc).__name__}: {exc})") from None
 
 
 def _export_dashboard(client: SupersetClient, ref: str) -> Exported:
@@ -303,14 +303,15 @@ def write_exports(exports: Sequence[Exported], out: Path, *, force: bool = False
 
     Every name is made a safe file stem (the spec's references renamed with it, and two different
     datasets or dashboards sharing a name told apart by a suffix); every path must resolve inside
-    `out`; and files already there are replaced only with `force`. Nothing is written unless all of
-    it can be, and each file is replaced whole (written beside it, then renamed over it)."""
+    `out` (else PfillError, exit 1); and files already there are replaced only with `force` (else
+    UsageError, exit 2: the flag is missing). Nothing is written unless all of it can be, and each
+    file is replaced whole (written beside it, then renamed over it)."""
     files = _export_files(exports, out)
     root = out.resolve()
     for path in files:
         resolved = path.resolve()
         if not resolved.is_relative_to(root):
-            raise UsageError(f"{path}: resolves outside {out} (to {resolved}); nothing written")
+            raise PfillError(f"{path}: resolves outside {out} (to {resolved}); nothing written")
     existing = [path for path in files if path.exists() or path.is_symlink()]
     if existing and not force:
         names = [str(p.relative_to(out)) for p in existing]
