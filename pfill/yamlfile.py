@@ -59,8 +59,9 @@ def check_keys(mapping: dict[Any, Any], allowed: set[str], doc: LocatedYaml, *pa
 def read_source(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
     """The text of a source file: a regular file (a FIFO or device would block), at most `max_bytes`,
     valid UTF-8 (a leading BOM is dropped). Anything else is a ConfigError naming the file."""
-    try:
-        with open(path, "rb") as handle:
+    try:  # opened without blocking: a FIFO would wait for a writer before fstat could refuse it
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"{path}: not a regular file")
