@@ -102,7 +102,8 @@ def _convert(table: sa.Table, column: sa.Column, values: Sequence[Any], keys: Se
 def _raw(column: sa.Column) -> Any:
     """The column as the driver returns it (no SQLAlchemy result processing, which would fail on a bad
     date before we can say which row holds it)."""
-    return sa.type_coerce(column, sa.String()).label(column.name) if isinstance(column.type, sa.Date) else column
+    raw = isinstance(column.type, (sa.Date, sa.Boolean))
+    return sa.type_coerce(column, sa.String()).label(column.name) if raw else column
 
 
 def _read(conn: sa.Connection, table: sa.Table, tenant: str, where: Any = None) -> Columns:

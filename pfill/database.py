@@ -73,7 +73,7 @@ def _check_sqlite_path(url: str, path: Path, must_exist: bool) -> None:
     """Refuse, before SQLite is asked, a path it cannot use; create the folder of a new file."""
     where = f"database {mask_url(url)}"
     if path.is_dir():
-        raise DatabaseError(f"{where}: {path} is a directory, not a database file",
+        raise DatabaseError(f"{where}: the path is a directory, not a database file",
                             hint=f"name a file, e.g. sqlite:///{path / 'pfill.db'}")
     if not path.exists():
         if must_exist:
@@ -82,10 +82,10 @@ def _check_sqlite_path(url: str, path: Path, must_exist: bool) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseError(f"{where}: cannot create folder {path.parent}: {exc.strerror or exc}",
+            raise DatabaseError(f"{where}: cannot create its folder ({exc.strerror or exc})",
                                 hint="choose a folder you can write (--db or PFILL_DB_URL, --home)") from None
         if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise DatabaseError(f"{where}: folder {path.parent} is not writable",
+            raise DatabaseError(f"{where}: its folder is not writable",
                                 hint="choose a folder you can write (--db or PFILL_DB_URL, --home)")
 
 
@@ -176,12 +176,14 @@ def explain(exc: BaseException, url: str, *, connecting: bool = False) -> Databa
         "db": getattr(parsed, "database", None) or "?", "user": getattr(parsed, "username", None) or "?",
         "timeout": CONNECT_TIMEOUT_SECONDS, "line": line,
     }
+    sqlite = url.startswith("sqlite")
+    what = ("cannot open" if sqlite else "cannot connect to") if connecting else "database"
     for pattern, cause, hint in _CAUSES:
         if re.search(pattern, line, re.I):
-            return DatabaseError(f"database {mask_url(url)}: {cause.format(**fields)}", hint=hint.format(**fields))
+            return DatabaseError(f"{what} {mask_url(url)}: {cause.format(**fields)}", hint=hint.format(**fields))
     if connecting:
-        return DatabaseError(f"cannot connect to {mask_url(url)}: {line}",
-                             hint="check the URL (--db or PFILL_DB_URL) and that the server is up")
+        up = "" if sqlite else " and that the server is up"
+        return DatabaseError(f"{what} {mask_url(url)}: {line}", hint=f"check the URL (--db or PFILL_DB_URL){up}")
     return None
 
 
