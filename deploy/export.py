@@ -45,7 +45,7 @@ def _key(text: str, fallback: str) -> str:
     key = re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")
     if not key or not key[0].isalpha():
         key = f"{fallback}_{key}".strip("_")
-    return key[:60].rstrip("_")
+    return key[:63].rstrip("_")
 
 
 def _slug(text: str) -> str:

@@ -1,4 +1,11 @@
-"""Errors every command can raise, each with the exit code CI sees."""
+"""Errors every command can raise, each with the exit code CI sees.
+
+The CLI prints one of these as `error: <message>` (plus `hint: <hint>`), never a traceback; the
+message names the file and line (or the field, or the option) at fault. Exit codes: 1 for any error
+in the input or the world (a malformed file, a server's answer, a database), 2 for usage only (an
+option missing or wrong, such as `export` into files that exist without --force); anything not a
+PfillError reaching the CLI is a bug (it prints as "unexpected").
+"""
 
 from __future__ import annotations
 
