@@ -4,9 +4,11 @@ call, retries with backoff on idempotent calls and on 502/503/504, and errors th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import prison
@@ -21,6 +23,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = (502, 503, 504)
 PAGE_SIZE = 100  # Superset caps list pages at 100
+CONCURRENT_GETS = 8  # a single Superset gunicorn worker serves 8 threads by default
 
 
 class SupersetError(PfillError):
@@ -74,6 +77,7 @@ class SupersetClient:
         self._access_token: str | None = None
         self._refresh_token: str | None = None
         self._csrf_token: str | None = None
+        self._lock = threading.Lock()  # calls and tokens, when get_many sends requests side by side
         self.session = requests.Session()
         retry = Retry(
             total=retries,
@@ -86,7 +90,7 @@ class SupersetClient:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=CONCURRENT_GETS)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["Accept"] = "application/json"
@@ -140,8 +144,15 @@ class SupersetClient:
         self.session.headers["Authorization"] = f"Bearer {self._access_token}"
         self._csrf_token = None
 
-    def _refresh(self) -> None:
-        """Swap an expired access token for a new one; log in again if the refresh token is gone too."""
+    def _refresh(self, expired: str | None = None) -> None:
+        """Swap an expired access token for a new one; log in again if the refresh token is gone too.
+        `expired`: the token a request failed with (another thread may have refreshed it meanwhile)."""
+        with self._lock:
+            if expired is not None and self._access_token != expired:
+                return
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
         if self._refresh_token:
             response = self._raw(
                 "POST",
@@ -170,10 +181,12 @@ class SupersetClient:
             if method in WRITE_METHODS and path != "/api/v1/chart/data":
                 headers["X-CSRFToken"] = self._csrf()
                 headers.setdefault("Referer", self.url)
-            self.calls[method] += 1
+            with self._lock:
+                self.calls[method] += 1
+            token = self._access_token
             response = self._raw(method, path, headers=headers, **kwargs)
             if response.status_code == 401 and attempt == 1:
-                self._refresh()  # an expired token: refresh once and try again
+                self._refresh(token)  # an expired token: refresh once and try again
                 continue
             if response.status_code == 400 and attempt == 1 and "CSRF" in response.text:
                 self._csrf_token = None  # the CSRF token expired with the session
@@ -216,6 +229,16 @@ class SupersetClient:
             page += 1
             if len(results) < PAGE_SIZE or page * PAGE_SIZE >= body.get("count", 0):
                 return
+
+    def get_many(self, paths: list[str], **kwargs: Any) -> list[Any]:
+        """GET several independent paths side by side over the session's connection pool, in order.
+        (List endpoints stay one call after another: a plan must never see a partial list.)"""
+        if self._access_token is None:
+            self.login()
+        if len(paths) <= 1:
+            return [self.get(path, **kwargs) for path in paths]
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_GETS, len(paths))) as pool:
+            return list(pool.map(lambda path: self.get(path, **kwargs), paths))
 
     def find_by_uuid(self, resource: str, uuid: str) -> dict[str, Any] | None:
         found = list(self.iter_list(resource, [{"col": "uuid", "opr": "eq", "value": uuid}]))

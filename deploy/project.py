@@ -23,7 +23,8 @@ from pfill.queries.catalog import Query, load_queries
 from .apply import ApplyResult, apply_plan
 from .client import SupersetClient
 from .desired import DesiredState, StateBuilder
-from .live import LiveState, read_live
+from .live import LiveState, read_live_all
+from .live_cache import DetailCache
 from .plan import Plan, make_plan
 from .verify import Check, verify
 
@@ -65,6 +66,7 @@ class Project:
     env: Environment
     sources: Sources
     states: list[DesiredState]  # one per chosen tenant, in the environment's order
+    cache: DetailCache = field(default_factory=lambda: DetailCache(None), repr=False)
     _client: SupersetClient | None = field(default=None, repr=False)
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
 
@@ -82,7 +84,7 @@ class Project:
         if not chosen:
             raise ConfigError(f"environment {env.name} has no tenants to deploy")
         states = [StateBuilder(env, tenant, sources.queries, sources.specs).build() for tenant in chosen]
-        return cls(env, sources, states)
+        return cls(env, sources, states, DetailCache.for_superset(settings.home, env.superset_url, env.username))
 
     # -- the Superset session -----------------------------------------------------------------------
     def __enter__(self) -> Project:
@@ -105,12 +107,13 @@ class Project:
         return self._client
 
     # -- what the commands do -----------------------------------------------------------------------
-    def live(self, state: DesiredState) -> LiveState:
-        return read_live(self.client, state)
+    def live(self) -> list[LiveState]:
+        """What Superset holds for every chosen tenant, read once for all of them."""
+        return read_live_all(self.client, self.states, self.cache)
 
     def plan(self, prune: bool = False) -> list[Plan]:
         """One plan per tenant: the field-level difference between the specs and Superset."""
-        return [make_plan(state, self.live(state), prune=prune) for state in self.states]
+        return [make_plan(state, live, prune=prune) for state, live in zip(self.states, self.live(), strict=True)]
 
     def apply(self, plan: Plan, progress: Progress = _quiet) -> ApplyResult:
         """Write exactly what the plan shows (one import bundle, then deletions)."""
@@ -118,5 +121,5 @@ class Project:
 
     def verify(self, progress: Progress = _quiet) -> list[tuple[DesiredState, Check]]:
         """Every chart through Superset's chart-data API against the database; every dashboard's charts."""
-        return [(state, check) for state in self.states
-                for check in verify(self.client, state, self.live(state).ids, progress)]
+        return [(state, check) for state, live in zip(self.states, self.live(), strict=True)
+                for check in verify(self.client, state, live.ids, progress)]

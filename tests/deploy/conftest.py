@@ -56,7 +56,13 @@ class DeployTarget:
         self.config.write_text(yaml.safe_dump(data))
 
     def pfill(self, *args: str) -> Result:
-        return CliRunner().invoke(cli, ["--config", str(self.config), *args], env={PASSWORD_VAR: self.password})
+        return CliRunner().invoke(cli, ["--home", str(self.home), "--config", str(self.config), *args],
+                                  env={PASSWORD_VAR: self.password})
+
+    @property
+    def home(self) -> Path:
+        """The kit's local state for these tests (its cache of Superset details lives there)."""
+        return self.work / "home"
 
     def copy_sources(self, name: str) -> tuple[Path, Path]:
         """Editable copies of the packaged queries and dashboards."""
