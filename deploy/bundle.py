@@ -16,7 +16,8 @@ import zipfile
 from typing import Any
 
 import yaml
-from sqlalchemy.engine import make_url
+
+from pfill.dialects import parse_url
 
 from .desired import TEMPORAL, DesiredObject, DesiredState, masked_uri
 
@@ -53,7 +54,7 @@ def _database(obj: DesiredObject, ids: dict[str, int]) -> tuple[dict[str, Any], 
         "uuid": obj.uuid,
         "version": VERSION,
     }
-    return config, make_url(url).password
+    return config, parse_url(url).password
 
 
 def _dataset(obj: DesiredObject, ids: dict[str, int], database_uuid: str) -> dict[str, Any]:

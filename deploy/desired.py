@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from pfill.config import Environment, Tenant
 from pfill.dashboards.specs import ChartSpec, LoadedSpec
+from pfill.dialects import parse_url
 from pfill.errors import ConfigError
 from pfill.queries.catalog import Query
 
@@ -73,7 +72,7 @@ def dataset_name(query: str, env: str, tenant: str) -> str:
 
 def masked_uri(url: str) -> str:
     """The URI as Superset lists it back: password replaced by its mask."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.password:
         parsed = parsed.set(password=MASKED_PASSWORD)
     return parsed.render_as_string(hide_password=False)

@@ -7,18 +7,19 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlglot import exp
 
 from pfill.dashboards.specs import WhereSpec
-from pfill.database import open_database
 from pfill.dialects import wrap
 
 from .charts import QueryShape, query_shape
 from .client import SupersetClient, SupersetError
 from .desired import DesiredObject, DesiredState
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 @dataclass
@@ -80,6 +81,8 @@ def verify(
         o.name: o.query.render(tenant.dialect, tenant=tenant.name, schema=tenant.schema)
         for o in state.by_kind("dataset") if o.query is not None
     }
+    from pfill.database import open_database  # SQLAlchemy, imported only by the commands that query
+
     checks: list[Check] = []
     with open_database(tenant.database_url).connect() as conn:
         for obj in state.by_kind("chart"):
@@ -90,7 +93,7 @@ def verify(
     return checks + [_check_dashboard(client, state, obj, ids) for obj in state.by_kind("dashboard")]
 
 
-def _check_chart(client: SupersetClient, conn: sa.Connection, obj: DesiredObject, ids: dict[str, int],
+def _check_chart(client: SupersetClient, conn: Connection, obj: DesiredObject, ids: dict[str, int],
                  direct_sql: dict[str, str], dialect: str) -> Check:
     """The chart's row count through the chart-data API against the same question asked directly."""
     assert obj.chart is not None
@@ -106,7 +109,9 @@ def _check_chart(client: SupersetClient, conn: sa.Connection, obj: DesiredObject
     except SupersetError as exc:
         error = str(exc)
     shape = query_shape(obj.chart)
-    direct = int(conn.execute(sa.text(count_sql(direct_sql[obj.dataset_name or ""], shape, dialect))).scalar_one())
+    from sqlalchemy import text
+
+    direct = int(conn.execute(text(count_sql(direct_sql[obj.dataset_name or ""], shape, dialect))).scalar_one())
     direct = min(direct, shape.row_limit)
     ok = error is None and superset_rows == direct
     message = error or ("" if ok else f"Superset returned {superset_rows} rows, the database {direct}")

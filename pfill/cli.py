@@ -13,7 +13,6 @@ import traceback
 
 import click
 
-from . import __version__
 from .errors import EXIT_ERROR, PfillError
 
 # name -> ("module:attribute", summary: the first sentence of the command's own help)
@@ -100,8 +99,17 @@ def _debug(ctx: click.Context) -> bool:
     return bool((root.params or {}).get("debug")) or os.environ.get("PFILL_DEBUG") == "1"
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from . import __version__
+
+        click.echo(f"pfill, version {__version__}")
+        ctx.exit()
+
+
 @click.group(cls=PfillGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="pfill")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 @click.option("--home", type=click.Path(file_okay=False), help="Local state folder [env PFILL_HOME; ./.pfill].")
 @click.option("--db", "db", metavar="URL", help="Engine database URL [env PFILL_DB_URL; SQLite in home].")
 @click.option("--config", type=click.Path(dir_okay=False), help="Environments file [env PFILL_CONFIG; ./pfill.yaml].")

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
-from .dialects import DIALECTS, dialect_of
+from .dialects import DIALECTS, dialect_of, parse_url
 from .errors import ConfigError
 from .tenants import check_tenant
 from .yamlfile import LocatedYaml, check_keys, load_located
@@ -228,7 +226,7 @@ def _expand(value: Any, where: str) -> str:
 
 def _literal_password(url: str) -> bool:
     try:
-        return bool(make_url(url).password)
+        return bool(parse_url(url).password)
     except Exception:
         return False
 
