@@ -15,6 +15,7 @@ from pfill.dashboards.specs import json_schema
 from pfill.errors import EXIT_USAGE, PfillError, UsageError
 from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
+from pfill.secrets import mask_url
 
 from .export import export_dashboard, write_exports
 from .plan import render_plan
@@ -145,7 +146,7 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
     """
     with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
         info(f"verifying {', '.join(f'{project.env.name}/{s.tenant.name}' for s in project.states)} "
-             f"on {project.env.superset_url}")
+             f"on {mask_url(project.env.superset_url)}")
         rows = [{"tenant": state.tenant.name, **asdict(check)} for state, check in project.verify()]
     if as_json:
         emit_json(rows)

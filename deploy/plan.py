@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pfill.secrets import mask_url
+
 from .desired import KINDS, DesiredObject, DesiredState, masked_uri
 from .layout import METADATA_COMPARED
 from .live import LiveObject, LiveState
@@ -62,7 +64,7 @@ class Plan:
         return {
             "environment": self.state.env.name,
             "tenant": self.state.tenant.name,
-            "superset": self.state.env.superset_url,
+            "superset": mask_url(self.state.env.superset_url),
             "prune": self.prune,
             "summary": self.counts(),
             "unchanged": len(self.state.objects) - sum(1 for c in self.changes if c.action != "delete"),
@@ -136,7 +138,7 @@ def _short(value: Any, width: int = 70) -> str:
 
 def render_plan(plan: Plan) -> str:
     state = plan.state
-    lines = [f"Plan for {state.env.name}/{state.tenant.name} on {state.env.superset_url}"]
+    lines = [f"Plan for {state.env.name}/{state.tenant.name} on {mask_url(state.env.superset_url)}"]
     symbols = {"create": "+", "update": "~", "delete": "-"}
     for change in plan.changes:
         note = "" if change.action != "delete" or plan.prune else "   (left alone: apply with --prune to delete)"

@@ -119,7 +119,7 @@ def env_list(settings: Settings, as_json: bool) -> None:
             rows.append(
                 {
                     "environment": env.name,
-                    "superset": env.superset_url,
+                    "superset": mask_url(env.superset_url),
                     "user": env.username,
                     "tenant": tenant.name if tenant else "-",
                     "dialect": dialect,
@@ -141,12 +141,12 @@ def env_check(settings: Settings, env_name: str | None, as_json: bool) -> None:
     env = settings.environment(env_name)
     with connect(env) as client:
         databases = sum(1 for _ in client.iter_list("database"))
-    result = {"environment": env.name, "superset": env.superset_url, "user": env.username,
+    result = {"environment": env.name, "superset": mask_url(env.superset_url), "user": env.username,
               "login": "ok", "databases": databases}
     if as_json:
         emit_json(result)
     else:
-        info(f"logged into {env.superset_url} as {env.username!r}; {databases} database(s) visible")
+        info(f"logged into {mask_url(env.superset_url)} as {env.username!r}; {databases} database(s) visible")
 
 
 COMMANDS = [superset_group, env_group]

@@ -182,6 +182,9 @@ CASES = [
     Case("leak-typo-url-in-config", {"pfill.yaml": ENVS.replace("postgresql://reader:${DB_PW}@",
                                                                  f"postgresql:/reader:{SECRET}@")},
          ENV_LIST, "postgresql:/reader:***@db.example.com/powerfill", code=0),
+    Case("leak-superset-url-with-userinfo", {"pfill.yaml": ENVS.replace("https://bi.example.com",
+                                                                         f"https://deployer:{SECRET}@bi.example.com")},
+         [*ENV_LIST, "--json"], "https://deployer:***@bi.example.com", code=0),
     # -- 4. templates: each one line naming the template (and line) ------------------------------
     Case("template-missing-include", with_query(TEMPLATE + '[% include "nope.j2" %]\n'), PREVIEW,
          "q/mini.sql.j2:2: template not found: nope.j2"),
