@@ -46,6 +46,23 @@ def load_command(name: str) -> click.Command:
     return getattr(importlib.import_module(module), attribute)
 
 
+class UsageError(click.UsageError):
+    """A usage error said the kit's way: one `error:` line and a `hint:` naming the help to read
+    (instead of click's usage block), still exit code 2."""
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+        where = self.ctx.command_path if self.ctx else "pfill"
+        click.echo(f"hint: see `{where} --help`", err=True)
+
+
+def _one_line(exc: click.UsageError, ctx: click.Context) -> UsageError:
+    if exc.ctx is None and ctx.invoked_subcommand:  # raised while parsing the subcommand's own options
+        sub = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
+        return UsageError(exc.format_message(), click.Context(sub, info_name=ctx.invoked_subcommand, parent=ctx))
+    return UsageError(exc.format_message(), exc.ctx or ctx)
+
+
 class PfillGroup(click.Group):
     """Loads commands on first use; turns expected errors into one clear line and an exit code
     (--debug shows tracebacks)."""
@@ -70,9 +87,22 @@ class PfillGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)  # type: ignore[arg-type]
+        except UsageError:
+            raise
+        except click.UsageError as exc:  # the root's own options
+            raise _one_line(exc, exc.ctx or click.Context(self, info_name=info_name)) from None
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except UsageError:
+            raise
+        except click.UsageError as exc:  # a subcommand's options or arguments, or an unknown command
+            raise _one_line(exc, ctx) from None
         except PfillError as exc:
             from .secrets import mask_text
 

@@ -92,3 +92,19 @@ def test_version_and_help_import_no_command_module(args: list[str]) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(("args", "message", "help_of"), [
+    (["no-such-command"], "No such command 'no-such-command'.", "pfill"),
+    (["--bogus"], "No such option '--bogus'.", "pfill"),
+    (["run", "--keep", "0"], "Invalid value for '--keep'", "pfill run"),
+    (["plan", "--env"], "Option '--env' requires an argument.", "pfill plan"),
+    (["runs", "show"], "Missing argument 'RUN_ID'.", "pfill runs show"),
+])
+def test_usage_errors_are_one_line_with_a_hint(args: list[str], message: str, help_of: str) -> None:
+    """The kit's own shape for click's usage errors too: `error:` and `hint:`, exit 2, no usage block."""
+    result = CliRunner().invoke(cli, args, prog_name="pfill")
+    assert result.exit_code == 2
+    error, hint = result.stderr.strip().splitlines()
+    assert error.startswith("error: ") and message in error
+    assert hint == f"hint: see `{help_of} --help`"
