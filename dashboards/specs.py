@@ -36,6 +36,8 @@ GRID_COLUMNS = 12
 VizType = Literal[
     "table", "big_number_total", "pie", "echarts_timeseries_bar", "echarts_timeseries_line", "pivot_table_v2"
 ]
+# form-data keys `options` may not override: what the chart is and what it reads
+RESERVED_OPTIONS = frozenset({"viz_type", "datasource", "slice_id"})
 AGGREGATES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX")
 _SIMPLE_METRIC = re.compile(r"^(?P<agg>[A-Z_]+)\((?P<col>\*|[a-z_][a-z0-9_]*)\)$")
 
@@ -88,6 +90,14 @@ class ChartSpec(Strict):
     width: int = Field(4, ge=1, le=GRID_COLUMNS)
     height: int = Field(50, ge=8, le=200)
     options: dict[str, Any] = Field(default_factory=dict, description="Extra Superset form-data keys, as they are")
+
+    @field_validator("options")
+    @classmethod
+    def _options_do_not_retarget(cls, options: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(RESERVED_OPTIONS & options.keys())
+        if taken:
+            raise ValueError(f"options may not set {', '.join(taken)}; use the chart's viz or dataset")
+        return options
 
     @field_validator("metrics")
     @classmethod
@@ -177,7 +187,8 @@ def _parse(doc: LocatedYaml) -> DashboardSpec:
         for error in exc.errors():
             location = [p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "SqlMetric"))]
             field = ".".join(str(p) for p in location) or "(document)"
-            problems.append(f"{doc.where(*location)}: {field}: {' '.join(error['msg'].split())}")
+            message = " ".join(error["msg"].removeprefix("Value error, ").split())
+            problems.append(f"{doc.where(*location)}: {field}: {message}")
         if len(problems) == 1:
             raise ConfigError(problems[0]) from None
         raise ConfigError(f"{doc.path}: {len(problems)} problems in the dashboard spec:\n  "

@@ -17,6 +17,7 @@ from pfill.options import env_option, json_option, pass_settings
 from pfill.output import emit_json, info, print_table
 from pfill.secrets import mask_url
 
+from . import preflight
 from .export import export_dashboard, write_exports
 from .plan import render_plan
 from .project import Project, Sources, connect
@@ -103,34 +104,52 @@ def plan_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...],
 @target_options
 @source_options
 @click.option("--prune", is_flag=True, help="Also delete managed objects that left the specs.")
+@click.option("--prune-all", is_flag=True, help="Allow a prune that deletes every dashboard a tenant has.")
+@click.option("--no-sql-check", "sql_check", is_flag=True, flag_value=False, default=True,
+              help="Do not run new dataset SQL on the database before writing.")
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @json_option("Print a JSON summary.")
 @pass_settings
 def apply_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...], queries_dir: Path | None,
-              dashboards_dir: Path | None, prune: bool, yes: bool, as_json: bool) -> None:
+              dashboards_dir: Path | None, prune: bool, prune_all: bool, sql_check: bool, yes: bool,
+              as_json: bool) -> None:
     """Make Superset match the specs: create, update (and with --prune delete) exactly what plan shows.
 
+    Every tenant's plan is checked before the first write (conflicts, a prune that empties a tenant,
+    dataset SQL the database refuses): either all pass and apply writes, or nothing is written.
     Writes nothing when nothing changed. Re-running after an interruption finishes the job.
     """
-    summary = []
     with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
-        for plan in project.plan(prune):
-            if not plan.pending and not plan.conflicts:
-                info(render_plan(plan))
-                summary.append({"tenant": plan.state.tenant.name, "applied": 0, "writes": 0})
-                continue
+        plans = project.plan(prune)
+        for plan in plans:
             info(render_plan(plan))
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise UsageError("apply needs --yes when not run from a terminal")
-                click.confirm("Apply these changes?", abort=True, err=True)
+        preflight.check(plans, prune_all=prune_all, sql=sql_check)
+        pending = [plan for plan in plans if plan.pending]
+        if pending and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("apply needs --yes when not run from a terminal")
+            click.confirm("Apply these changes?", abort=True, err=True)
+        summary = [{"tenant": plan.state.tenant.name, "applied": 0, "writes": 0} for plan in plans]
+        for number, (plan, row) in enumerate(zip(plans, summary, strict=True)):
+            if not plan.pending:
+                continue
             start = time.monotonic()
-            result = project.apply(plan, info)
+            try:
+                result = project.apply(plan, info)
+            except PfillError as exc:
+                exc.args = (f"{_written(summary[:number])}{exc}",)  # same error, with what came before it
+                raise
+            row.update(applied=len(result.done), writes=result.writes)
             info(f"applied {len(result.done)} change(s) to {plan.state.env.name}/{plan.state.tenant.name} with "
                  f"{result.writes} write request(s) in {time.monotonic() - start:.1f}s")
-            summary.append({"tenant": plan.state.tenant.name, "applied": len(result.done), "writes": result.writes})
     if as_json:
         emit_json(summary)
+
+
+def _written(earlier: list[dict]) -> str:
+    """What earlier tenants of this apply already received, said before the error of a later one."""
+    applied = [f"{row['tenant']} ({row['applied']} changes)" for row in earlier if row["applied"]]
+    return f"applied to {', '.join(applied)}; then " if applied else ""
 
 
 @click.command("verify")

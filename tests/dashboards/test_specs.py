@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from pfill.cli import cli
@@ -82,3 +83,16 @@ def test_validate_command_exit_codes(specs_copy: Path) -> None:
     assert bad.exit_code == 1
     assert "hub.yaml:" in bad.output and "'start_time' is not returned by query run_overview" in bad.output
     assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("key", ["viz_type", "datasource"])
+def test_options_may_not_retarget_a_chart(tmp_path: Path, key: str) -> None:
+    """`options` passes form data through as it is, except what the chart is and what it reads: a viz
+    type the kit cannot build (which Superset would accept and verify would pass) is refused."""
+    folder = tmp_path / "dashboards"
+    shutil.copytree(packaged_dashboards(), folder, ignore=shutil.ignore_patterns("__*", "*.py"))
+    spec = yaml.safe_load((folder / "hub.yaml").read_text())
+    spec["charts"][0]["options"] = {key: "deck_arc"}
+    (folder / "hub.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ConfigError, match=rf"hub\.yaml:\d+: charts\.0\.options: options may not set {key}"):
+        load_specs(folder)
