@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pfill.config import Environment, Settings
 from pfill.dashboards.specs import LoadedSpec, load_specs, validate_specs
@@ -21,7 +22,7 @@ from pfill.errors import ConfigError, PfillError, UsageError
 from pfill.queries.catalog import Query, load_queries
 
 from .apply import ApplyResult, apply_plan
-from .client import SupersetClient
+from .client import SupersetClient, SupersetError
 from .desired import DesiredState, StateBuilder
 from .live import LiveState, read_live_all
 from .live_cache import DetailCache
@@ -55,10 +56,22 @@ class Sources:
 
 @contextmanager
 def connect(env: Environment) -> Iterator[SupersetClient]:
-    """A logged-in client for the environment's Superset, closed on exit."""
-    with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
-        client.login()
-        yield client
+    """A logged-in client for the environment's Superset, closed on exit.
+
+    The one place that names the environment: every SupersetError raised while logging in or in the
+    body (the same exception, re-raised) starts with `environment <name>: `; for the built-in local
+    environment a Superset that does not listen gets the hint to start it."""
+    try:
+        with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
+            client.login()
+            yield client
+    except SupersetError as exc:
+        prefix = f"environment {env.name}: "
+        if not str(exc).startswith(prefix):
+            exc.args = (prefix + str(exc), *exc.args[1:])
+        if env.is_local and getattr(exc, "kind", None) == "refused":
+            exc.hint = "start it with `pfill superset up`"
+        raise
 
 
 @dataclass
@@ -91,9 +104,9 @@ class Project:
         self._client = self._stack.enter_context(connect(self.env))
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         self._client = None
-        self._stack.close()
+        self._stack.__exit__(*exc_info)  # the session sees the body's error (connect() names the environment)
 
     def using(self, client: SupersetClient) -> Project:
         """Work through a client the caller made and owns (another session, an injected fault)."""
