@@ -3,6 +3,7 @@ deletes, in the order apply carries them out. Reading it is what a reviewer does
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,17 @@ def _short(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _render_diff(diff: FieldDiff, width: int = 70) -> list[str]:
+    """One line per field; text that spans lines or runs long (a dataset's SQL) as a unified diff of
+    the whole value, so a change at its end is as visible as one at its start."""
+    before, after = diff.before, diff.after
+    if isinstance(before, str) and isinstance(after, str) and ("\n" in before + after or
+                                                              max(len(before), len(after)) > width):
+        lines = difflib.unified_diff(before.splitlines(), after.splitlines(), "live", "specs", n=2, lineterm="")
+        return [f"      {diff.path}:"] + [f"        {line}" for line in lines]
+    return [f"      {diff.path}: {_short(before)} -> {_short(after)}"]
+
+
 def render_plan(plan: Plan) -> str:
     state = plan.state
     lines = [f"Plan for {state.env.name}/{state.tenant.name} on {mask_url(state.env.superset_url)}"]
@@ -144,7 +156,7 @@ def render_plan(plan: Plan) -> str:
         note = "" if change.action != "delete" or plan.prune else "   (left alone: apply with --prune to delete)"
         lines.append(f"  {symbols[change.action]} {change.kind:<9} {change.name}{note}")
         for d in change.diffs[:SHOWN_DIFFS]:
-            lines.append(f"      {d.path}: {_short(d.before)} -> {_short(d.after)}")
+            lines += _render_diff(d)
         if len(change.diffs) > SHOWN_DIFFS:
             lines.append(f"      ... and {len(change.diffs) - SHOWN_DIFFS} more field changes")
     for conflict in plan.conflicts:
