@@ -63,9 +63,49 @@ def _one_line(exc: click.UsageError, ctx: click.Context) -> UsageError:
     return UsageError(exc.format_message(), exc.ctx or ctx)
 
 
+# The root's own options, also accepted after the subcommand (`pfill run --db URL`); True: takes a value.
+ROOT_OPTIONS = {"--home": True, "--db": True, "--config": True, "--debug": False}
+
+
+def _option_names(command: click.Command) -> set[str]:
+    """Every option name a command (and, for a group, any command under it) defines."""
+    names = {name for param in command.params for name in getattr(param, "opts", [])}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _option_names(sub)
+    return names
+
+
 class PfillGroup(click.Group):
-    """Loads commands on first use; turns expected errors into one clear line and an exit code
-    (--debug shows tracebacks)."""
+    """Loads commands on first use; takes the root's options before or after the subcommand; turns
+    expected errors into one clear line and an exit code (--debug shows tracebacks)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist(ctx, args))
+
+    def _hoist(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Move root options found after the subcommand to the front, unless that command has its own."""
+        index = 0
+        while index < len(args) and args[index].startswith("-"):  # the root's own options come first
+            name = args[index].split("=", 1)[0]
+            index += 2 if ROOT_OPTIONS.get(name) and "=" not in args[index] else 1
+        if index >= len(args) or args[index] not in COMMANDS:
+            return args
+        own = _option_names(self.get_command(ctx, args[index]) or click.Command(args[index]))
+        front, rest, position = args[:index], [args[index]], index + 1
+        while position < len(args):
+            token = args[position]
+            name = token.split("=", 1)[0]
+            if token == "--":
+                rest += args[position:]
+                break
+            if name in ROOT_OPTIONS and name not in own:
+                takes = ROOT_OPTIONS[name] and "=" not in token
+                front += args[position:position + (2 if takes else 1)]
+                position += 2 if takes else 1
+                continue
+            rest.append(token)
+            position += 1
+        return front + rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMANDS})

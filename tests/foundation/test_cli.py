@@ -108,3 +108,14 @@ def test_usage_errors_are_one_line_with_a_hint(args: list[str], message: str, he
     error, hint = result.stderr.strip().splitlines()
     assert error.startswith("error: ") and message in error
     assert hint == f"hint: see `{help_of} --help`"
+
+
+def test_root_options_work_after_the_subcommand_too(tmp_path) -> None:
+    """`pfill env list --db URL` is `pfill --db URL env list` (preview keeps its own --db, same meaning)."""
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    before = CliRunner().invoke(cli, ["--home", str(tmp_path), "--db", url, "env", "list", "--json"])
+    after = CliRunner().invoke(cli, ["env", "list", "--json", "--db", url, f"--home={tmp_path}"])
+    assert before.exit_code == after.exit_code == 0, after.output
+    assert after.stdout == before.stdout and url in after.stdout
+    late_debug = CliRunner().invoke(cli, ["env", "check", "--env", "nope", "--debug"])
+    assert late_debug.exit_code == 1 and "unknown environment 'nope'" in late_debug.output
