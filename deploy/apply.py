@@ -5,7 +5,6 @@ the next run, which plans them again (UUIDs are deterministic: nothing is ever d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +36,7 @@ def apply_plan(client: SupersetClient, plan: Plan, progress: Progress) -> ApplyR
     deletes = [c for c in plan.pending if c.action == "delete"]
     if upserts:
         objects = [c.desired for c in upserts if c.desired is not None]
-        bundle, passwords = build_bundle(plan.state, objects, plan.live.ids)
+        bundle = build_bundle(plan.state, objects, plan.live.ids)
         # sparse: references to objects already in Superset resolve by UUID (nothing to resolve when
         # the tenant is brand new, and then the importer can skip loading every mapping)
         sparse = "true" if plan.live.objects else "false"
@@ -45,7 +44,7 @@ def apply_plan(client: SupersetClient, plan: Plan, progress: Progress) -> ApplyR
             client.post(
                 "/api/v1/assets/import/",
                 files={"bundle": ("pfill_bundle.zip", bundle, "application/zip")},
-                data={"passwords": json.dumps(passwords), "sparse": sparse},
+                data={"passwords": "{}", "sparse": sparse},  # passwords travel in the bundle, never logged
             )
         except SupersetError as exc:
             raise ApplyError(

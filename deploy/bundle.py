@@ -35,7 +35,9 @@ def placeholder_ids(state: DesiredState, live_ids: dict[str, int]) -> dict[str, 
     return ids
 
 
-def _database(obj: DesiredObject, ids: dict[str, int]) -> tuple[dict[str, Any], str | None]:
+def _database(obj: DesiredObject, ids: dict[str, int]) -> dict[str, Any]:
+    """The database, its password inside the file: Superset writes the import's form fields (its
+    `passwords` field included) to its action log in plain text, but never the uploaded bundle."""
     payload = obj.payload(ids)
     url = payload["sqlalchemy_uri"]
     config = {
@@ -54,7 +56,9 @@ def _database(obj: DesiredObject, ids: dict[str, int]) -> tuple[dict[str, Any], 
         "uuid": obj.uuid,
         "version": VERSION,
     }
-    return config, parse_url(url).password
+    if password := parse_url(url).password:
+        config["password"] = password
+    return config
 
 
 def _dataset(obj: DesiredObject, ids: dict[str, int], database_uuid: str) -> dict[str, Any]:
@@ -135,20 +139,17 @@ def _dashboard(obj: DesiredObject, ids: dict[str, int], dataset_uuids: dict[int,
     }
 
 
-def build_bundle(state: DesiredState, objects: list[DesiredObject], live_ids: dict[str, int]) -> tuple[bytes, dict]:
-    """A zip holding `objects` (and nothing else) plus the passwords map the import needs."""
+def build_bundle(state: DesiredState, objects: list[DesiredObject], live_ids: dict[str, int]) -> bytes:
+    """A zip holding `objects` (and nothing else), database passwords included."""
     ids = placeholder_ids(state, live_ids)
     database_uuid = state.database.uuid
     datasets = {o.name: o.uuid for o in state.by_kind("dataset")}
     dataset_uuids = {ids[uuid]: uuid for uuid in datasets.values()}  # ids of one kind are unique
     files: dict[str, dict[str, Any]] = {}
-    passwords: dict[str, str] = {}
     for obj in objects:
         path = f"{obj.kind}s/{obj.uuid}.yaml"
         if obj.kind == "database":
-            files[path], password = _database(obj, ids)
-            if password:
-                passwords[path] = password
+            files[path] = _database(obj, ids)
         elif obj.kind == "dataset":
             files[path] = _dataset(obj, ids, database_uuid)
         elif obj.kind == "chart":
@@ -161,4 +162,4 @@ def build_bundle(state: DesiredState, objects: list[DesiredObject], live_ids: di
         for path, config in files.items():
             # JSON is YAML, and Python writes it many times faster than a YAML emitter
             bundle.writestr(f"{ROOT}/{path}", json.dumps(config))
-    return buffer.getvalue(), passwords
+    return buffer.getvalue()
