@@ -4,6 +4,8 @@ Resolution order (first wins):
 - home:      --home, PFILL_HOME, ./.pfill
 - database:  --db, PFILL_DB_URL, sqlite:///<home>/pfill.db (the embedded default)
 - envs file: --config, PFILL_CONFIG, ./pfill.yaml if it exists (none is needed: `local` is built in)
+- Superset timeouts (seconds, per HTTP call): PFILL_SUPERSET_TIMEOUT / PFILL_SUPERSET_CONNECT_TIMEOUT,
+  the environment's superset.timeout / superset.connect_timeout, 60 / 5
 
 Values in the environments file may reference environment variables as ${NAME}; passwords must.
 """
@@ -11,14 +13,17 @@ Values in the environments file may reference environment variables as ${NAME}; 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .dialects import DIALECTS, dialect_of, parse_url
 from .errors import ConfigError
+from .secrets import mask_url
 from .tenants import check_tenant
 from .yamlfile import LocatedYaml, check_keys, load_located
 
@@ -26,6 +31,12 @@ LOCAL_ENV = "local"
 DEFAULT_TENANT = "demo"
 DEFAULT_SUPERSET_PORT = 8088
 DEFAULT_SUPERSET_USER = "admin"
+# Seconds per HTTP call to Superset: to open the connection, and to wait for an answer (importing a
+# large bundle takes tens of seconds; a read that times out is retried at most once, POSTs never).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 60.0
+MAX_TIMEOUT = 3600.0
+TIMEOUT_VARIABLES = {"timeout": "PFILL_SUPERSET_TIMEOUT", "connect_timeout": "PFILL_SUPERSET_CONNECT_TIMEOUT"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
@@ -81,10 +92,30 @@ class Environment:
     password: SecretRef | None  # None: the local stack's stored admin password
     tenants: dict[str, Tenant] = field(default_factory=dict)
     home: Path | None = None
+    timeout: float | None = None  # superset.timeout in pfill.yaml (None: the default)
+    connect_timeout: float | None = None  # superset.connect_timeout
 
     @property
     def superset_url(self) -> str:
-        return self.url.value().rstrip("/")
+        """The Superset base URL, checked (http/https, a host, a port 1-65535) once ${VAR}s are expanded."""
+        url = self.url.value().strip().rstrip("/")
+        problem = superset_url_problem(url)
+        if problem:
+            raise ConfigError(f"{self.url.where}: environment {self.name}: superset.url {mask_url(url)!r} {problem}",
+                              hint=SUPERSET_URL_HINT)
+        return url
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds to wait for Superset's answer to one call: PFILL_SUPERSET_TIMEOUT, else
+        superset.timeout, else 60."""
+        return _timeout_from_env("timeout", self.name) or self.timeout or DEFAULT_READ_TIMEOUT
+
+    @property
+    def open_timeout(self) -> float:
+        """Seconds to wait for a connection to open: PFILL_SUPERSET_CONNECT_TIMEOUT, else
+        superset.connect_timeout, else 5."""
+        return _timeout_from_env("connect_timeout", self.name) or self.connect_timeout or DEFAULT_CONNECT_TIMEOUT
 
     @property
     def username(self) -> str:
@@ -211,6 +242,68 @@ def env_seconds(name: str, default: float, *, minimum: float) -> float:
     return value
 
 
+SUPERSET_URL_HINT = "write Superset's base address in full, like https://bi.example.com or http://127.0.0.1:8088"
+
+
+def superset_url_problem(url: str) -> str | None:
+    """What is wrong with a Superset base URL (scheme http/https, a host, a port from 1 to 65535, no
+    spaces), said as the end of a sentence about it; None if nothing."""
+    if not url or any(ch.isspace() for ch in url):
+        return "is empty" if not url else "contains spaces"
+    if "://" not in url:
+        return "has no scheme (http:// or https://)"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"has scheme {parts.scheme}:// (use http:// or https://)"
+    if not parts.hostname:
+        return "has no host"
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if port and not (port.isascii() and port.isdigit()):
+        return f"has port {port[:20]!r}, not a number from 1 to 65535"
+    if port and not 1 <= int(port) <= 65535:
+        return f"has port {int(port)}, out of range (1 to 65535)"
+    return None
+
+
+def _timeout_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        return "is out of range"
+    return None
+
+
+def _timeout_from_env(key: str, env_name: str) -> float | None:
+    """A timeout from its environment variable (unset or blank: None), or a ConfigError naming it
+    (and the environment being used)."""
+    name = TIMEOUT_VARIABLES[key]
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value: Any = float(raw)
+    except ValueError:
+        value = raw
+    problem = _timeout_problem(value)
+    if problem:
+        raise ConfigError(f"environment {env_name}: {name}={raw[:40]!r} {problem}",
+                          hint=f"use a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
+    return float(value)
+
+
+def _timeout_setting(superset: dict[str, Any], key: str, doc: LocatedYaml, at: tuple[Any, ...]) -> float | None:
+    """superset.timeout / superset.connect_timeout: seconds, a number above 0 and at most 3600."""
+    if key not in superset:
+        return None
+    value = superset[key]
+    problem = _timeout_problem(value)
+    if problem:
+        shown = repr(value)[:40]
+        raise ConfigError(f"{doc.where(*at, 'superset', key)}: environment {at[-1]}: superset.{key} {shown} {problem}",
+                          hint=f"seconds to wait, a number above 0 and at most {MAX_TIMEOUT:g} (like {key}: 30)")
+    return float(value)
+
+
 def _expand(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
@@ -262,10 +355,11 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
         body = _mapping(body, doc.where(*at))
         check_keys(body, {"superset", "tenants"}, doc, *at)
         superset = _mapping(body.get("superset"), doc.where(*at, "superset"))
-        check_keys(superset, {"url", "username", "password"}, doc, *at, "superset")
+        check_keys(superset, {"url", "username", "password", *TIMEOUT_VARIABLES}, doc, *at, "superset")
         for required in ("url", "username", "password"):
             if required not in superset:
                 raise ConfigError(f"{doc.where(*at, 'superset')}: missing field superset.{required}")
+        _check_superset_url(superset["url"], doc, at)
         tenants: dict[str, Tenant] = {}
         for tname, tbody in _mapping(body.get("tenants") or {}, doc.where(*at, "tenants")).items():
             tat = (*at, "tenants", tname)
@@ -297,5 +391,19 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             user=_setting(superset["username"], doc, *at, "superset", "username"),
             password=_secret(superset["password"], doc.where(*at, "superset", "password")),
             tenants=tenants,
+            timeout=_timeout_setting(superset, "timeout", doc, at),
+            connect_timeout=_timeout_setting(superset, "connect_timeout", doc, at),
         )
     return envs
+
+
+def _check_superset_url(raw: Any, doc: LocatedYaml, at: tuple[Any, ...]) -> None:
+    """At load: a URL written out (no ${VAR} in it) must be a valid Superset URL."""
+    if not isinstance(raw, str) or _VAR.search(raw):
+        return  # not a string: _setting says so; with variables: checked when used (superset_url)
+    where = doc.where(*at, "superset", "url")
+    url = raw.strip().rstrip("/")
+    problem = superset_url_problem(url)
+    if problem:
+        raise ConfigError(f"{where}: environment {at[-1]}: superset.url {mask_url(url)!r} {problem}",
+                          hint=SUPERSET_URL_HINT)
