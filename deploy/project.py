@@ -62,7 +62,8 @@ def connect(env: Environment) -> Iterator[SupersetClient]:
     body (the same exception, re-raised) starts with `environment <name>: `; for the built-in local
     environment a Superset that does not listen gets the hint to start it."""
     try:
-        with SupersetClient(env.superset_url, env.username, env.superset_password()) as client:
+        with SupersetClient(env.superset_url, env.username, env.superset_password(),
+                            timeout=env.read_timeout, connect_timeout=env.open_timeout) as client:
             client.login()
             yield client
     except SupersetError as exc:

@@ -80,7 +80,8 @@ def test_wrong_password_is_one_line_with_user_url_and_401(superset, tmp_path) ->
     )
     assert result.returncode == 1, result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert lines == [f"error: login as 'admin' at {superset.url} failed with 401: wrong user name or password"]
+    assert lines == [f"error: environment local: login as 'admin' at {superset.url} failed with 401: wrong user name "
+                     "or password"]
     assert "definitely-wrong-pw" not in result.stdout + result.stderr
 
 
