@@ -51,7 +51,7 @@ TIMEOUT_HINT = "is it up? raise superset.timeout in pfill.yaml or PFILL_SUPERSET
 _PLAIN_TO_TLS = "plain HTTP request was sent to HTTPS port"
 # what OpenSSL says when the other side does not speak TLS (a plain-HTTP server)
 _NOT_TLS = ("wrong version number", "wrong_version_number", "record layer failure", "packet length too long",
-            "unknown protocol", "http request", "unexpected eof")
+            "unknown protocol")
 
 
 class SupersetError(PfillError):

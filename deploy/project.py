@@ -59,18 +59,22 @@ def connect(env: Environment) -> Iterator[SupersetClient]:
     """A logged-in client for the environment's Superset, closed on exit.
 
     The one place that names the environment: every SupersetError raised while logging in or in the
-    body (the same exception, re-raised) starts with `environment <name>: `; for the built-in local
-    environment a Superset that does not listen gets the hint to start it."""
+    body, and every error caused by one (apply's), is re-raised (the same exception) starting with
+    `environment <name>: `; for the built-in local environment a Superset that does not listen gets
+    the hint to start it."""
     try:
         with SupersetClient(env.superset_url, env.username, env.superset_password(),
                             timeout=env.read_timeout, connect_timeout=env.open_timeout) as client:
             client.login()
             yield client
-    except SupersetError as exc:
+    except PfillError as exc:
+        cause = exc if isinstance(exc, SupersetError) else exc.__cause__
+        if not isinstance(cause, SupersetError):
+            raise  # not about the Superset session (a spec, a database)
         prefix = f"environment {env.name}: "
         if not str(exc).startswith(prefix):
             exc.args = (prefix + str(exc), *exc.args[1:])
-        if env.is_local and getattr(exc, "kind", None) == "refused":
+        if env.is_local and cause.kind == "refused":
             exc.hint = "start it with `pfill superset up`"
         raise
 

@@ -35,8 +35,8 @@ class FaultyServer(ThreadingHTTPServer):
     - `script[path]`: what to answer first, one item per request: an HTTP status, "drop" (close the
       connection without a word), "html" (a 200 sign-in page), "html-<status>" (an error page),
       "https-port" (nginx's 400 for plain HTTP sent to its HTTPS port);
-    - `hang`: paths (or "*") that never answer: the handler sleeps until the server stops;
-    - `html`: paths (or "*") that always answer a 200 HTML page."""
+    - `hang`: paths, methods ("GET") or "*" that never answer: the handler sleeps until the server stops;
+    - `html`: paths, methods or "*" that always answer a 200 HTML page (a proxy's sign-in page)."""
 
     daemon_threads = True
 
@@ -74,13 +74,13 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        if path in self.server.hang or "*" in self.server.hang:
+        if {path, self.command, "*"} & self.server.hang:
             self.server.stopping.wait(30)  # never answers (until the test is over)
             self.close_connection = True
             return
         time.sleep(self.server.delay)
         queue = self.server.script.get(path, [])
-        what = queue.pop(0) if queue else ("html" if path in self.server.html or "*" in self.server.html else 200)
+        what = queue.pop(0) if queue else ("html" if {path, self.command, "*"} & self.server.html else 200)
         if what == "drop":
             self.close_connection = True
             return
@@ -119,12 +119,14 @@ def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
 
 @contextmanager
 def tls_server(folder: Path) -> Iterator[FaultyServer]:
-    """A FaultyServer behind TLS with a self-signed certificate (made by the openssl command)."""
+    """A FaultyServer behind TLS with a self-signed certificate (made by the openssl command in
+    `folder`, once)."""
     if shutil.which("openssl") is None:
         pytest.skip("SKIPPED, NOT PASSED: no openssl command to make a self-signed certificate")
     key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
     server = FaultyServer()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
