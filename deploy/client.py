@@ -97,7 +97,8 @@ class _Retry(Retry):
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """The exception and everything it wraps (requests -> urllib3 MaxRetryError -> reason -> socket or
-    ssl error), outermost first."""
+    ssl error), outermost first; what was being handled when it was raised (__context__, an earlier
+    attempt perhaps) is not its cause and is left out."""
     found: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
     while todo and len(found) < 32:
@@ -107,7 +108,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
         found.append(current)
         todo += [arg for arg in current.args if isinstance(arg, BaseException)]
         reason = getattr(current, "reason", None)
-        todo += [reason if isinstance(reason, BaseException) else None, current.__cause__, current.__context__]
+        todo += [reason if isinstance(reason, BaseException) else None, current.__cause__]
     return found
 
 
@@ -218,10 +219,8 @@ class SupersetClient:
         kwargs.setdefault("timeout", (self.connect_timeout, self.timeout))
         try:
             response = self.session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            raise self._no_answer(exc, method, path) from None
-        except LocationParseError as exc:  # raised bare by urllib3 for some malformed hosts
-            raise self._no_answer(exc, method, path) from None
+        except (requests.RequestException, LocationParseError) as exc:  # the latter raised bare, rarely
+            raise self._no_answer(exc, method, path) from exc
         self._answered = True
         return response
 
@@ -382,11 +381,12 @@ class SupersetClient:
                 "/api/v1/security/refresh",
                 headers={"Authorization": f"Bearer {self._refresh_token}"},
             )
-            if response.ok:
-                self._access_token = self._json(response, "POST", "/api/v1/security/refresh")["access_token"]
+            body = self._json(response, "POST", "/api/v1/security/refresh") if response.ok else None
+            if isinstance(body, dict) and body.get("access_token"):
+                self._access_token = body["access_token"]
                 self.session.headers["Authorization"] = f"Bearer {self._access_token}"
                 return
-        self.login()
+        self.login()  # no refresh token, or it expired too
 
     def _csrf(self) -> str:
         if self._csrf_token is None:
