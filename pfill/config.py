@@ -74,6 +74,7 @@ class Tenant:
     url: Setting  # may hold a password: print through secrets.mask_url only
     dialect_name: str | None = None
     schema: str | None = None
+    viewers: tuple[str, ...] = ()  # Superset user names that must hold the tenant's viewer role
 
     @property
     def database_url(self) -> str:
@@ -365,7 +366,7 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             tat = (*at, "tenants", tname)
             check_tenant(tname, doc.where(*tat))
             tbody = _mapping(tbody, doc.where(*tat))
-            check_keys(tbody, {"database_url", "dialect", "schema"}, doc, *tat)
+            check_keys(tbody, {"database_url", "dialect", "schema", "viewers"}, doc, *tat)
             if "database_url" not in tbody:
                 raise ConfigError(f"{doc.where(*tat)}: missing field database_url")
             raw_url = tbody["database_url"]
@@ -384,6 +385,7 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
                 url=Setting(raw_url, doc.where(*tat, "database_url")),
                 dialect_name=dialect,
                 schema=tbody.get("schema"),
+                viewers=_viewers(tbody.get("viewers"), doc.where(*tat, "viewers")),
             )
         envs[name] = Environment(
             name=name,
@@ -395,6 +397,14 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             connect_timeout=_timeout_setting(superset, "connect_timeout", doc, at),
         )
     return envs
+
+
+def _viewers(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: viewers must be a list of Superset user names")
+    return tuple(value)
 
 
 def _check_superset_url(raw: Any, doc: LocatedYaml, at: tuple[Any, ...]) -> None:
