@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pfill.errors import ConflictError, PfillError
 
+from .access import apply_access
 from .bundle import build_bundle
 from .client import SupersetClient, SupersetError
 from .live import LiveState, read_live
@@ -40,8 +41,9 @@ def apply_plan(client: SupersetClient, plan: Plan, progress: Progress) -> ApplyR
         raise ApplyError("the plan has conflicts; nothing was written:\n  " + "\n  ".join(plan.conflicts))
     result = ApplyResult()
     writes_before = client.writes
-    upserts = [c for c in plan.pending if c.action != "delete"]
-    deletes = [c for c in plan.pending if c.action == "delete"]
+    upserts = [c for c in plan.pending if c.action != "delete" and c.kind != "role"]
+    deletes = [c for c in plan.pending if c.action == "delete" and c.kind != "role"]
+    roles = [c for c in plan.pending if c.kind == "role"]
     new_database = [c for c in upserts if c.kind == "database" and c.action == "create"]
     for batch in (new_database, [c for c in upserts if c not in new_database]):
         if batch:
@@ -56,6 +58,14 @@ def apply_plan(client: SupersetClient, plan: Plan, progress: Progress) -> ApplyR
                 hint=f"{number - 1} of {len(deletes)} deletions were done; run apply --prune again to finish",
             ) from exc
         progress(f"  delete {change.kind} {change.name}")
+        result.done.append(change)
+    for change in roles:  # after the import: the role grants what it created
+        try:
+            apply_access(client, plan, change)
+        except SupersetError as exc:
+            raise ApplyError(f"{_so_far(result)}{change.action} role {change.name} failed: {exc}",
+                             hint="run apply again to finish") from exc
+        progress(f"  {change.action} role {change.name}")
         result.done.append(change)
     result.writes = client.writes - writes_before
     return result

@@ -19,7 +19,8 @@ DATASET_COLUMNS = ["id", "uuid", "table_name", "schema", "sql", "description", "
 CHART_COLUMNS = ["id", "uuid", "slice_name", "viz_type", "datasource_id", "description", "params",
                  "certified_by", "certification_details"]
 DATABASE_COLUMNS = ["id", "uuid", "database_name", "expose_in_sqllab", "allow_run_async", "allow_dml"]
-DASHBOARD_COLUMNS = ["id", "uuid", "slug", "dashboard_title", "published", "certified_by", "certification_details"]
+DASHBOARD_COLUMNS = ["id", "uuid", "slug", "dashboard_title", "published", "certified_by", "certification_details",
+                     "roles.id"]
 CHANGED_ON = {"database": "changed_on", "dashboard": "changed_on_utc"}  # moves on every write to the row
 DASHBOARD_DETAIL = ("dashboard_title", "slug", "published", "position_json", "json_metadata", "certified_by",
                     "certification_details")
@@ -179,5 +180,5 @@ def _read_dashboards(client: SupersetClient, states: list[DesiredState], lives: 
                        lambda detail: {k: detail.get(k) for k in DASHBOARD_LAYOUT})
     for (live, row, marker), layout in zip(owned, layouts, strict=True):
         fields = {k: row.get(k) for k in DASHBOARD_DETAIL if k not in DASHBOARD_LAYOUT}
-        fields.update(layout)
+        fields.update(layout, roles=row.get("roles") or [])  # roles: the tenant's viewer role (access.py)
         live.add(LiveObject("dashboard", row["id"], row["uuid"], row["slug"] or "", fields, marker))

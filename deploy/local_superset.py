@@ -216,8 +216,11 @@ SECRET_KEY = Path({str(secret_file)!r}).read_text().strip()
 SQLALCHEMY_DATABASE_URI = "sqlite:///{metadata}"
 # SQLite as a data source (the kit's embedded default) is refused unless this is off.
 PREVENT_UNSAFE_DB_CONNECTIONS = False
-# Dataset SQL uses Superset's query-time Jinja (filter_values, url_param).
-FEATURE_FLAGS = {{"ENABLE_TEMPLATE_PROCESSING": True}}
+# Dataset SQL uses Superset's query-time Jinja (filter_values, url_param); DASHBOARD_RBAC lets a
+# dashboard name the roles that see it (one viewer role per tenant).
+FEATURE_FLAGS = {{"ENABLE_TEMPLATE_PROCESSING": True, "DASHBOARD_RBAC": True}}
+# The security REST API (roles, their permissions, users), which `apply` uses for tenant roles.
+FAB_ADD_SECURITY_API = True
 TALISMAN_ENABLED = False
 AUTH_RATE_LIMITED = False
 RATELIMIT_ENABLED = False

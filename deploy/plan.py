@@ -68,7 +68,7 @@ class Plan:
             "superset": mask_url(self.state.env.superset_url),
             "prune": self.prune,
             "summary": self.counts(),
-            "unchanged": len(self.state.objects) - sum(1 for c in self.changes if c.action != "delete"),
+            "unchanged": len(self.state.objects) - sum(c.action != "delete" and c.kind != "role" for c in self.changes),
             "changes": [c.as_dict() for c in self.changes],
             "conflicts": self.conflicts,
         }

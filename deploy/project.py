@@ -21,6 +21,7 @@ from pfill.dashboards.specs import LoadedSpec, load_specs, validate_specs
 from pfill.errors import ConfigError, PfillError, UsageError
 from pfill.queries.catalog import Query, load_queries
 
+from .access import SecurityState, role_change, stale_roles
 from .apply import ApplyResult, apply_plan
 from .client import SupersetClient, SupersetError
 from .desired import DesiredState, StateBuilder
@@ -130,8 +131,16 @@ class Project:
         return read_live_all(self.client, self.states, self.cache)
 
     def plan(self, prune: bool = False) -> list[Plan]:
-        """One plan per tenant: the field-level difference between the specs and Superset."""
-        return [make_plan(state, live, prune=prune) for state, live in zip(self.states, self.live(), strict=True)]
+        """One plan per tenant: the field-level difference between the specs and Superset, and the
+        tenant's viewer role; roles of tenants that left the config go with the first plan."""
+        plans = [make_plan(state, live, prune=prune) for state, live in zip(self.states, self.live(), strict=True)]
+        security = SecurityState.read(self.client, {v for state in self.states for v in state.tenant.viewers})
+        for plan in plans:
+            if change := role_change(plan.state, plan.live, security):
+                plan.changes.append(change)
+        if plans:
+            plans[0].changes += stale_roles(self.env.name, list(self.env.tenants), security)
+        return plans
 
     def apply(self, plan: Plan, progress: Progress = _quiet) -> ApplyResult:
         """Write exactly what the plan shows (one import bundle, then deletions)."""

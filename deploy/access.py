@@ -1,0 +1,151 @@
+"""Who sees a tenant: one viewer role per environment and tenant, kept by `apply` like any other object.
+
+The role `pfill <env> <tenant> viewer` holds exactly `datasource_access` on the tenant's datasets
+(charts and their data follow from those), each of the tenant's dashboards names it as its only
+role (Superset's DASHBOARD_RBAC), and the users named under `viewers:` hold it. A user who holds
+Gamma and this role sees that tenant's dashboards and data, and nothing of another tenant's.
+
+Roles are matched by name, and only names of this exact shape are ever changed or deleted: a role
+the kit did not name this way is never touched. Read and written through Superset's security API
+(FAB_ADD_SECURITY_API = True on the server).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import prison
+
+from .client import SupersetClient
+from .desired import DesiredState
+from .live import LiveState, read_live
+from .plan import Change, FieldDiff, Plan
+
+DATASOURCE_ACCESS = "datasource_access"
+_VIEW = re.compile(r"^\[(?P<database>.+)\]\.\[(?P<table>.+)\]\(id:(?P<id>\d+)\)$")
+
+
+def role_name(env: str, tenant: str) -> str:
+    return f"pfill {env} {tenant} viewer"
+
+
+def _is_kit_role(name: str, env: str) -> str | None:
+    """The tenant a role of this environment is named for, or None when the kit did not name it."""
+    match = re.fullmatch(rf"pfill {re.escape(env)} (?P<tenant>\S+) viewer", name)
+    return match["tenant"] if match else None
+
+
+@dataclass
+class SecurityState:
+    """Roles, dataset grants and users as Superset has them, read once for every tenant."""
+
+    roles: dict[str, dict[str, Any]]  # name -> {id, permission_ids, user_ids}
+    grants: dict[int, str]  # datasource_access permission-view id -> its view name
+    users: dict[str, int] = field(default_factory=dict)  # username -> id (only the viewers asked for)
+
+    @classmethod
+    def read(cls, client: SupersetClient, viewers: set[str]) -> SecurityState:
+        roles = {row["name"]: row for row in _walk(client, "/api/v1/security/roles/search/")}
+        found = client.get("/api/v1/security/permissions/", params={"q": prison.dumps(
+            {"filters": [{"col": "name", "opr": "eq", "value": DATASOURCE_ACCESS}]})})["result"]
+        grants: dict[int, str] = {}
+        if found:
+            only = [{"col": "permission", "opr": "rel_o_m", "value": found[0]["id"]}]
+            grants = {row["id"]: row["view_menu"]["name"]
+                      for row in _walk(client, "/api/v1/security/permissions-resources/", only)}
+        users: dict[str, int] = {}
+        if viewers:
+            only = [{"col": "username", "opr": "in", "value": sorted(viewers)}]
+            users = {row["username"]: row["id"] for row in _walk(client, "/api/v1/security/users/", only)}
+        return cls(roles, grants, users)
+
+
+def _walk(client: SupersetClient, path: str, filters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    page = 0
+    while True:
+        query: dict[str, Any] = {"page": page, "page_size": 100, **({"filters": filters} if filters else {})}
+        body = client.get(path, params={"q": prison.dumps(query)})
+        rows += body["result"]
+        page += 1
+        if len(body["result"]) < 100 or len(rows) >= body.get("count", 0):
+            return rows
+
+
+def _tenant_tables(state: DesiredState) -> list[str]:
+    from .desired import dataset_name
+
+    return sorted(dataset_name(o.name, state.env.name, state.tenant.name) for o in state.by_kind("dataset"))
+
+
+def role_change(state: DesiredState, live: LiveState, security: SecurityState) -> Change | None:
+    """The tenant's role as a plan change: create it, or update its grants, dashboards and viewers."""
+    name = role_name(state.env.name, state.tenant.name)
+    role = security.roles.get(name)
+    database = state.database.name
+    granted = sorted(
+        m["table"] for pid in (role or {}).get("permission_ids", [])
+        if pid in security.grants and (m := _VIEW.match(security.grants[pid])) and m["database"] == database)
+    dashboards = [o for o in live.objects.values() if o.kind == "dashboard"]
+    restricted = sorted(o.name for o in dashboards if role and [r.get("id") for r in o.fields.get("roles") or []]
+                        == [role["id"]])
+    wanted_viewers = sorted(state.tenant.viewers)
+    holders = sorted(u for u, uid in security.users.items() if role and uid in role.get("user_ids", []))
+    diffs = [FieldDiff(path, before, after) for path, before, after in (
+        ("datasource_access", granted, _tenant_tables(state)),
+        ("dashboards", restricted, sorted(_slugs(state))),
+        ("viewers", holders, sorted(set(holders) | set(wanted_viewers))),
+    ) if before != after]
+    if role is not None and not diffs:
+        return None
+    return Change("create" if role is None else "update", "role", name, "", diffs=diffs)
+
+
+def _slugs(state: DesiredState) -> list[str]:
+    from .identity import deployed_slug
+
+    return [deployed_slug(state.tenant.name, o.key.key) for o in state.by_kind("dashboard")]
+
+
+def stale_roles(env: str, tenants: list[str], security: SecurityState) -> list[Change]:
+    """Roles of this environment's tenants that left the config (deleted with --prune)."""
+    return [Change("delete", "role", name, "") for name in sorted(security.roles)
+            if (tenant := _is_kit_role(name, env)) is not None and tenant not in tenants]
+
+
+def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
+    """Make the tenant's role, its grants, its dashboards and its viewers what the plan says."""
+    state = plan.state
+    writes = client.writes
+    if change.action == "delete":
+        role = SecurityState.read(client, set()).roles.get(change.name)
+        if role:
+            client.delete(f"/api/v1/security/roles/{role['id']}", expect=(404,))
+        return client.writes - writes
+    live = read_live(client, state)  # the ids of what the import just created
+    security = SecurityState.read(client, set(state.tenant.viewers))
+    role = security.roles.get(change.name)
+    role_id = role["id"] if role else client.post("/api/v1/security/roles/", json={"name": change.name})["id"]
+    tables = set(_tenant_tables(state))
+    database = state.database.name
+    wanted = sorted(pid for pid, view in security.grants.items()
+                    if (m := _VIEW.match(view)) and m["database"] == database and m["table"] in tables)
+    current = sorted((role or {}).get("permission_ids", []))
+    if wanted != current:
+        client.post(f"/api/v1/security/roles/{role_id}/permissions", json={"permission_view_menu_ids": wanted})
+    for obj in live.objects.values():
+        if obj.kind == "dashboard" and [r.get("id") for r in obj.fields.get("roles") or []] != [role_id]:
+            client.put(f"/api/v1/dashboard/{obj.id}", json={"roles": [role_id]})
+    holders = set((role or {}).get("user_ids", []))
+    missing_users = [name for name in state.tenant.viewers if name not in security.users]
+    if missing_users:
+        from pfill.errors import ConfigError
+
+        raise ConfigError(f"viewers of {state.env.name}/{state.tenant.name} not found in Superset: "
+                          f"{', '.join(missing_users)}", hint="create the users first, or remove them from viewers:")
+    required = {security.users[name] for name in state.tenant.viewers}
+    if not required <= holders:
+        client.put(f"/api/v1/security/roles/{role_id}/users", json={"user_ids": sorted(holders | required)})
+    return client.writes - writes
