@@ -149,3 +149,16 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     if not required <= holders:
         client.put(f"/api/v1/security/roles/{role_id}/users", json={"user_ids": sorted(holders | required)})
     return client.writes - writes
+
+
+def ensure_viewer(client: SupersetClient, username: str, role: str, password: str) -> None:
+    """A user holding Gamma (Superset's read-only base) and the tenant's viewer role, with this
+    password: created, or brought to that state (for the local demo's viewers)."""
+    roles = SecurityState.read(client, {username})
+    role_ids = [roles.roles["Gamma"]["id"], roles.roles[role]["id"]]
+    if username in roles.users:
+        client.put(f"/api/v1/security/users/{roles.users[username]}", json={"roles": role_ids, "password": password})
+    else:
+        client.post("/api/v1/security/users/", json={
+            "first_name": username, "last_name": "viewer", "username": username, "email": f"{username}@example.invalid",
+            "active": True, "password": password, "roles": role_ids})

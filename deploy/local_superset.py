@@ -46,7 +46,7 @@ def constraints_path() -> Path:
     return Path(str(resources.files("pfill.deploy").joinpath(CONSTRAINTS)))
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a secret file readable by its owner only (0600), created with those rights."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -206,7 +206,7 @@ class LocalSuperset:
         """Write the config once: a generated SECRET_KEY (0600), SQLite metadata, local-only options."""
         secret_file = self.root / "secret_key"
         if not secret_file.exists():
-            _write_private(secret_file, secrets.token_urlsafe(48))
+            write_private(secret_file, secrets.token_urlsafe(48))
         metadata = self.root / "metadata.db"
         self.config_file.write_text(
             f'''# Written by `pfill superset up` for a local, single-user Superset. Not for a shared server.
@@ -248,7 +248,7 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
                     out, progress, "creating the admin", hide=(password,),
                 )
                 self._run_with_ticks([str(self.bin / "superset"), "init"], out, progress, "initialising")
-                _write_private(self.password_file, password)
+                write_private(self.password_file, password)
                 self._save_state(initialised=SUPERSET_VERSION)
                 new_password = None if wanted else password
             elif wanted and wanted != self.admin_password():
@@ -258,7 +258,7 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
                      "--password", wanted],
                     out, progress, "resetting the password", hide=(wanted,),
                 )
-                _write_private(self.password_file, wanted)
+                write_private(self.password_file, wanted)
         return new_password
 
     # -- server ------------------------------------------------------------------------------------

@@ -198,15 +198,24 @@ class Settings:
                 pass
         return env_int("PFILL_SUPERSET_PORT", DEFAULT_SUPERSET_PORT, minimum=1, maximum=65535)
 
+    @property
+    def local_tenants_file(self) -> Path:
+        """More tenants of the built-in environment, one per line (`pfill demo` writes its second one)."""
+        return self.home / "local-tenants"
+
     def local_environment(self) -> Environment:
         where = "built-in environment local"
-        tenant = Tenant(name=self.tenant, url=Setting(self.db_url, where, literal=True))
+        names = [self.tenant]
+        if self.local_tenants_file.exists():
+            extra = [line.strip() for line in self.local_tenants_file.read_text().splitlines() if line.strip()]
+            names += [check_tenant(name, str(self.local_tenants_file)) for name in extra if name != self.tenant]
+        tenants = {name: Tenant(name=name, url=Setting(self.db_url, where, literal=True)) for name in names}
         return Environment(
             name=LOCAL_ENV,
             url=Setting(f"http://127.0.0.1:{self.local_superset_port()}", where, literal=True),
             user=Setting(os.environ.get("PFILL_SUPERSET_USER") or DEFAULT_SUPERSET_USER, where, literal=True),
             password=None,
-            tenants={tenant.name: tenant},
+            tenants=tenants,
             home=self.home,
         )
 

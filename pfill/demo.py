@@ -5,7 +5,9 @@ and only re-checks the dashboards, so it is quick."""
 
 from __future__ import annotations
 
+import secrets
 import time
+from typing import TYPE_CHECKING
 
 import click
 import sqlalchemy as sa
@@ -14,8 +16,12 @@ from pfill.config import LOCAL_ENV, Settings
 from pfill.errors import PfillError
 from pfill.output import info, step
 
+if TYPE_CHECKING:
+    from pfill.deploy.local_superset import LocalSuperset
+
 STAGES = 6
 DEMO_LOANS, DEMO_TRADES, DEMO_SEED = 2000, 40, 42
+SECOND_TENANT = "acme"  # a second tenant, so that each viewer seeing only their own is there to see
 
 
 def _stage(number: int, text: str) -> float:
@@ -41,14 +47,13 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     Uses the embedded SQLite database unless --db / PFILL_DB_URL names another (e.g. PostgreSQL).
     Prints the URL, user and password at the end. Stop the server with `pfill superset down`.
     """
+    from pfill.deploy.access import ensure_viewer, role_name
     from pfill.deploy.local_superset import LocalSuperset
     from pfill.deploy.project import Project
-    from pfill.engine import demo_data
     from pfill.engine.db import open_engine
-    from pfill.engine.pipeline import RunOptions, execute_run
 
     settings: Settings = ctx.obj
-    tenant = settings.tenant
+    tenants = [settings.tenant, SECOND_TENANT if settings.tenant != SECOND_TENANT else "demo"]
     start = time.monotonic()
     _stage(1, "local Superset")
     stack = LocalSuperset(settings.home, port=port)
@@ -56,40 +61,69 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
 
     _stage(2, "engine schema")
     engine = open_engine(settings.db_url)
+    for number, tenant in enumerate(tenants):
+        _demo_tenant(engine, tenant, DEMO_SEED + number, fresh)
+    # the built-in environment deploys both (and `pfill apply --prune` keeps the second one's role)
+    settings.local_tenants_file.write_text("\n".join(tenants[1:]) + "\n")
+    settings = Settings.resolve(home=settings.home, db=settings.db_url, config=settings.config_path)
+
+    _stage(5, f"dashboards for {' and '.join(tenants)}: plan and apply, one viewer each")
+    viewers = {}
+    with Project.load(settings, LOCAL_ENV) as project:
+        for plan in project.plan():
+            result = project.apply(plan)
+            info(f"      {plan.state.tenant.name}: {len(result.done)} change(s) applied")
+        for tenant in tenants:
+            viewers[tenant] = _viewer_password(stack, tenant)
+            ensure_viewer(project.client, f"viewer-{tenant}", role_name(LOCAL_ENV, tenant), viewers[tenant])
+        _stage(6, "verify: every chart against the database")
+        checks = project.verify()
+    for state in project.states:
+        mine = [check for s, check in checks if s is state]
+        info(f"      {state.tenant.name}: {sum(c.ok for c in mine)}/{len(mine)} checks passed")
+    failed = [check for _, check in checks if not check.ok]
+    if failed:
+        details = "; ".join(f"{c.kind} {c.name}: {c.message}" for c in failed[:5])
+        raise PfillError(f"{len(failed)} verify check(s) failed: {details}")
+
+    tenant = tenants[0]
+    hub = f"{stack.url}/superset/dashboard/pfill-{tenant}-hub/"
+    info(f"\nDashboards ready in {time.monotonic() - start:.0f}s: {hub}")
+    # the local demo's own admin, generated for this machine: the one place its password is shown
+    info(f"  user: admin   password: {new_password or stack.admin_password()}   (file: {stack.password_file})")
+    for name, password in viewers.items():
+        info(f"  user: viewer-{name}   password: {password}   (sees only tenant {name}'s dashboards)")
+    info("  stop the server with `pfill superset down` (or `make demo-down`)")
+
+
+def _demo_tenant(engine: sa.Engine, tenant: str, seed: int, fresh: bool) -> None:
+    """Demo inputs and two runs for a tenant, unless there already are (then reused)."""
+    from pfill.engine import demo_data
+    from pfill.engine.pipeline import RunOptions, execute_run
+
     if fresh or not _has_rows(engine, "SELECT COUNT(*) FROM loan WHERE tenant_id = :tenant", tenant):
         _stage(3, f"demo data for tenant {tenant}")
-        with step(f"generating {DEMO_LOANS} loans and {DEMO_TRADES} trades (seed {DEMO_SEED})"):
-            demo_data.replace_tenant_inputs(engine, tenant, demo_data.generate(DEMO_LOANS, DEMO_TRADES, DEMO_SEED))
+        with step(f"generating {DEMO_LOANS} loans and {DEMO_TRADES} trades (seed {seed})"):
+            demo_data.replace_tenant_inputs(engine, tenant, demo_data.generate(DEMO_LOANS, DEMO_TRADES, seed))
     else:
         _stage(3, f"demo data for tenant {tenant}: present, reused (--fresh to regenerate)")
     latest = "SELECT COUNT(*) FROM pfill_run_history WHERE tenant_id = :tenant AND status = 'Complete'"
     if fresh or not _has_rows(engine, latest, tenant):
         # two runs, so the hub has a history: the staged greedy as a baseline, then the optimiser
         for strategy in ("greedy", "optimal"):
-            _stage(4, f"engine run ({strategy})")
+            _stage(4, f"engine run for {tenant} ({strategy})")
             run = execute_run(engine, RunOptions(tenant=tenant, strategy=strategy), progress=info)
             info(f"      run {run['run_id']} Complete: {run['allocated_loan_count']} loans allocated, "
                  f"{run['cash_loan_count']} to cash, {run['kickout_count']} kicked out")
     else:
-        _stage(4, "engine run: a Complete run exists, reused (--fresh to run again)")
+        _stage(4, f"engine run for {tenant}: a Complete run exists, reused (--fresh to run again)")
 
-    _stage(5, "dashboards: plan and apply")
-    with Project.load(settings, LOCAL_ENV) as project:
-        for plan in project.plan():
-            result = project.apply(plan)
-            info(f"      {len(result.done)} change(s) applied, {len(plan.state.objects) - len(result.done)} unchanged")
-        _stage(6, "verify: every chart against the database")
-        checks = project.verify()
-    for state in project.states:
-        mine = [check for s, check in checks if s is state]
-        info(f"      {sum(c.ok for c in mine)}/{len(mine)} checks passed")
-    failed = [check for _, check in checks if not check.ok]
-    if failed:
-        details = "; ".join(f"{c.kind} {c.name}: {c.message}" for c in failed[:5])
-        raise PfillError(f"{len(failed)} verify check(s) failed: {details}")
 
-    hub = f"{stack.url}/superset/dashboard/pfill-{tenant}-hub/"
-    info(f"\nDashboards ready in {time.monotonic() - start:.0f}s: {hub}")
-    # the local demo's own admin, generated for this machine: the one place its password is shown
-    info(f"  user: admin   password: {new_password or stack.admin_password()}   (file: {stack.password_file})")
-    info("  stop the server with `pfill superset down` (or `make demo-down`)")
+def _viewer_password(stack: LocalSuperset, tenant: str) -> str:
+    """Generated once per viewer, kept 0600 beside the admin's."""
+    from pfill.deploy.local_superset import write_private
+
+    path = stack.root / f"viewer-{tenant}_password"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(12))
+    return path.read_text().strip()
