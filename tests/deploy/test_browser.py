@@ -32,6 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # An environment and tenant of this test's own: the other deploy tests own `it`/`lite`, and a slug
 # belongs to one environment (the engine output is the same SQLite database `lite` uses).
 ENV = TENANT = "browser"
+OTHER = "browserb"
+VIEWER_PASSWORD = "Browser-Viewer-Pw-1"
 CHART_TIMEOUT = 60.0  # seconds for every chart of one dashboard to finish (each takes ~5 s here)
 HUB = "hub"
 SPECS: dict[str, DashboardSpec] = {  # the hub first, then the detail dashboards
@@ -83,10 +85,11 @@ def screenshots_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def deployed(deploy_target: Any) -> str:
-    """This test's tenant deployed to the session's Superset, from an environments file of its own
-    (so the shared one, and the tenants the other tests deploy, are left as they are)."""
+    """This test's tenants deployed to the session's Superset, from an environments file of its own
+    (so the shared one, and the tenants the other tests deploy, are left as they are): `browser`,
+    and `browserb`, whose dashboards `browser`'s viewer must not open."""
     own = dataclasses.replace(deploy_target, config=deploy_target.work / "browser.yaml", tenants={})
-    own.write_env(ENV, [TENANT])
+    own.write_env(ENV, [TENANT, OTHER])
     result = own.pfill("apply", "--env", ENV, "--yes")
     assert result.exit_code == 0, result.output
     return own.url
@@ -108,20 +111,38 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture(scope="module")
-def page(browser: Browser, deployed: str, superset: Any) -> Iterator[Page]:
+def _login(browser: Browser, base: str, user: str, password: str) -> tuple[Any, Page]:
     """A page logged in through Superset's login form. Requests that leave the test Superset (its
     telemetry pixel) are refused, so nothing waits on the network outside."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     context.set_default_timeout(30_000)
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(deployed)
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
                   else route.abort())
     page = context.new_page()
-    page.goto(f"{deployed}/login/")
-    page.fill('[data-test="username-input"]', "admin")
-    page.fill('[data-test="password-input"]', superset.admin_password())
+    page.goto(f"{base}/login/")
+    page.fill('[data-test="username-input"]', user)
+    page.fill('[data-test="password-input"]', password)
     page.click('[data-test="login-button"]')
     page.wait_for_url(lambda url: "/login" not in url)
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, deployed: str, superset: Any) -> Iterator[Page]:
+    context, page = _login(browser, deployed, "admin", superset.admin_password())
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def viewer_page(browser: Browser, deployed: str, superset_client: Any) -> Iterator[Page]:
+    """Logged in as a viewer of tenant `browser` only (Gamma and the tenant's viewer role)."""
+    from pfill.deploy.access import ensure_viewer, role_name
+
+    ensure_viewer(superset_client, "viewer-browser", role_name(ENV, TENANT), VIEWER_PASSWORD)
+    context, page = _login(browser, deployed, "viewer-browser", VIEWER_PASSWORD)
     try:
         yield page
     finally:
@@ -143,14 +164,14 @@ def wait_for_charts(page: Page, spec: DashboardSpec) -> list[dict[str, str]]:
         page.wait_for_timeout(250)
 
 
-def check_dashboard(page: Page, spec: DashboardSpec) -> None:
+def check_dashboard(page: Page, spec: DashboardSpec, shot: str | None = None) -> None:
     """The open dashboard is this spec's, and every one of its charts is drawn with data."""
     expected_title = f"{spec.title} ({TENANT})"
     page.wait_for_function("t => document.title === t", arg=expected_title)
     charts = wait_for_charts(page, spec)
     page.evaluate("window.scrollTo(0, 0)")  # back from charts scrolled into view, for the screenshot
     page.wait_for_function("window.scrollY === 0")
-    page.screenshot(path=screenshots_dir() / f"{spec.slug}.png", full_page=True)
+    page.screenshot(path=screenshots_dir() / f"{shot or spec.slug}.png", full_page=True)
     assert sorted(c["title"] for c in charts) == sorted(c.title for c in spec.charts), charts
     bad = [c for c in charts if c["state"] != "drawn"]
     assert not bad, f"{spec.slug}: charts not drawn with data after {CHART_TIMEOUT:.0f}s: {bad}"
@@ -173,3 +194,16 @@ def test_hub_links_open_the_detail_dashboards(page: Page, deployed: str) -> None
     page.get_by_role("link", name="Trade recap", exact=True).click()
     page.wait_for_url(dashboard_url(deployed, detail.slug))
     check_dashboard(page, detail)
+
+
+def test_a_viewer_sees_their_hub_with_data_and_not_another_tenants(viewer_page: Page, deployed: str) -> None:
+    """Tenant isolation as a person meets it: `browser`'s viewer opens its hub (every chart drawn),
+    and the other tenant's hub does not open for them."""
+    viewer_page.goto(dashboard_url(deployed, HUB))
+    check_dashboard(viewer_page, SPECS[HUB], shot=f"viewer-{HUB}")
+    other = SPECS[HUB]
+    viewer_page.goto(f"{deployed}/superset/dashboard/{deployed_slug(OTHER, HUB)}/")
+    viewer_page.wait_for_timeout(3000)
+    viewer_page.screenshot(path=screenshots_dir() / f"viewer-refused-{OTHER}-{HUB}.png", full_page=True)
+    assert viewer_page.title() != f"{other.title} ({OTHER})"
+    assert viewer_page.locator('[data-test="dashboard-component-chart-holder"]').count() == 0
