@@ -53,6 +53,7 @@ def _database(obj: DesiredObject, ids: dict[str, int]) -> dict[str, Any]:
         "extra": {"metadata_params": {}, "engine_params": {}, "metadata_cache_timeout": {},
                   "schemas_allowed_for_file_upload": []},
         "is_managed_externally": True,
+        "external_url": payload["external_url"],
         "uuid": obj.uuid,
         "version": VERSION,
     }

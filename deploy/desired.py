@@ -121,6 +121,8 @@ class StateBuilder:
                 "allow_run_async": False,
                 "allow_dml": False,
                 "is_managed_externally": True,
+                # where its connection is defined: the environments file (the built-in one has none)
+                "external_url": external_url(self.env.source) if self.env.source else None,
             }
 
         return DesiredObject(key, name, payload, ("database_name", "sqlalchemy_uri", "expose_in_sqllab",

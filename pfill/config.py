@@ -95,6 +95,7 @@ class Environment:
     home: Path | None = None
     timeout: float | None = None  # superset.timeout in pfill.yaml (None: the default)
     connect_timeout: float | None = None  # superset.connect_timeout
+    source: Path | None = None  # the environments file that defines it (None: built in)
 
     @property
     def superset_url(self) -> str:
@@ -404,6 +405,7 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             tenants=tenants,
             timeout=_timeout_setting(superset, "timeout", doc, at),
             connect_timeout=_timeout_setting(superset, "connect_timeout", doc, at),
+            source=doc.path,
         )
     return envs
 

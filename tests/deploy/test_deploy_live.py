@@ -219,3 +219,28 @@ def test_export_validate_plan_round_trip(deploy_target, tmp_path: Path) -> None:
     plan = deploy_target.pfill("plan", "--env", "it", "--tenant", "lite", *sources)
     assert plan.exit_code == 0, plan.output
     assert "No changes: 42 objects match the specs." in plan.stdout
+
+
+def test_every_managed_object_links_to_its_spec(deploy_target, superset) -> None:
+    """external_url is written by the import but not shown by Superset's REST reads: read its
+    metadata database (the local stack's SQLite) for the objects of environment `it`."""
+    import sqlite3
+
+    _deployed(deploy_target, "it")
+    with sqlite3.connect(superset.root / "metadata.db") as meta:
+        rows = {
+            "database": meta.execute("SELECT external_url, is_managed_externally FROM dbs "
+                                     "WHERE database_name LIKE 'PowerFill % (it)'").fetchall(),
+            "dataset": meta.execute("SELECT external_url, is_managed_externally FROM tables "
+                                    "WHERE table_name LIKE '%(it/%'").fetchall(),
+            "chart": meta.execute("SELECT external_url, is_managed_externally FROM slices "
+                                  "WHERE certification_details LIKE '%[pfill-kit it/%'").fetchall(),
+            "dashboard": meta.execute("SELECT external_url, is_managed_externally FROM dashboards "
+                                      "WHERE certification_details LIKE '%[pfill-kit it/%'").fetchall(),
+        }
+    assert {kind: len(found) for kind, found in rows.items()} == {k: 2 * n for k, n in EXPECTED.items()}
+    for kind, found in rows.items():
+        assert all(url and managed for url, managed in found), (kind, found[:3])
+    assert all(url.endswith("pfill.yaml") for url, _ in rows["database"])
+    assert all(url.endswith(".sql.j2") for url, _ in rows["dataset"])
+    assert all(url.endswith(".yaml") for url, _ in rows["chart"] + rows["dashboard"])
