@@ -310,7 +310,8 @@ class SupersetClient:
         )
 
     def _fail(self, response: requests.Response, method: str) -> SupersetError:
-        url = mask_url(response.request.url or f"{self.url}")
+        # without its query string: a rison list query, URL-encoded, is noise in a one-line message
+        url = mask_url(response.request.url or f"{self.url}").split("?", 1)[0]
         path = url[len(self.shown_url):] if url.startswith(self.shown_url) else url
         scheme = self._https_port(response, method, path)
         if scheme is not None:

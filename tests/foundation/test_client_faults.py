@@ -414,3 +414,12 @@ def test_writes_send_csrf_and_are_counted(server: FaultyServer) -> None:
     client.delete("/api/v1/chart/1")
     assert client.writes == 2
     assert server.hits["/api/v1/security/csrf_token/"] == 1
+
+
+def test_an_error_names_the_path_without_its_query_string(server: FaultyServer) -> None:
+    """A list call's rison query, URL-encoded, would be noise in a one-line message."""
+    server.script["/api/v1/chart/"] = [500]
+    with pytest.raises(SupersetError) as failure:
+        list(_client(server).iter_list("chart", [{"col": "id", "opr": "in", "value": [1, 2]}]))
+    assert "/api/v1/chart/ returned 500" in str(failure.value)
+    assert "?q=" not in str(failure.value) and "%28" not in str(failure.value)
