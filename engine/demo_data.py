@@ -1,19 +1,37 @@
-"""Realistic, deterministic demo inputs for a tenant: loans, trades, pools, grids, curves, constraints.
+"""Realistic, deterministic demo inputs for a tenant: a lender's pipeline and the book that hedges it.
 
-The same seed and as-of date give the same data. The mix is tuned so that a run at the default size
-shows every pool action and several kickout reasons: some trades are over-supplied, some short (late
-settlements, thin coupons), one pool holds more than its trade can take, a few loans are locked down,
-some locks are expired or expire before any settlement, a few loans exceed the high-balance ceiling.
+The same seed and as-of date give the same data. The book is built the way a secondary desk builds it:
+
+- the pipeline: closed and locked loans (a few shipped, a few with expired or expiring locks, some
+  over the high-balance ceiling, a few with missing data) and a high-rate tail of government loans;
+- the hedge: every loan is bucketed by program (30-year conventional, 15-year conventional, Ginnie II),
+  its best-execution coupon (the highest TBA coupon its note rate can be delivered into) and the last
+  settlement month its lock still reaches; the desk sells about HEDGE_RATIO (80%) of each bucket as
+  forward trades, FNMA or FHLMC for conventional buckets, the largest buckets split into several
+  trades. So most trades fill inside tolerance and about a fifth of the hedgeable pipeline (plus the
+  loans no trade can take in time) goes to the cash window;
+- a few back-month trades were sold ahead of production not locked yet: they end Short;
+- the high-rate government tail above the cash grid (government pass-through rates up to 6.5%) has
+  two trades of its own: Ginnie 7.0 sold at the hedge ratio (what does not fit is kicked out as
+  TRADES_FULL), Ginnie 7.5 sold ahead (Short, and its jumbo loans hit the 10% high-balance cap:
+  HIGH_BALANCE_CAP); above 8.25% no coupon is sold (NO_ELIGIBLE_TRADE). With expired locks, locks
+  that end before any settlement, loans over the ceiling and incomplete records, every kickout reason
+  shows up;
+- existing pools designated to about a third of the trades hold loans of the trade's bucket: one pool
+  holds more than its trade can take (Switching, Swapped In, Leaving), each pool holds a couple of loans
+  whose lock ends before the trade settles (Leaving), a few pooled loans and one whole pool are locked
+  down (Locked). Every pool action occurs at the default size.
 
     data = generate(n_loans=2000, n_trades=40, seed=42, as_of=date(2026, 11, 2))
     counts = replace_tenant_inputs(engine, "demo", data)   # rows per input table
 
 Both are plain functions (the `pfill demo-data` command and `pfill demo` call them); the engine must
-have its schema (db.open_engine or db.init_schema).
+have its schema (`pfill db init`, or db.create_schema).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -31,11 +49,28 @@ DEFAULT_LOANS = 2000
 DEFAULT_TRADES = 40
 DEFAULT_SEED = 42
 
+HEDGE_RATIO = 0.75  # share of each hedge bucket the desk sells forward (its pull-through estimate)
+SHORT_SHARE = 0.08  # share of trades sold ahead of production (back month): they end Short
+TAIL_SHARE = 0.02  # share of loans in the high-rate government tail
+MONTHS = 3  # settlement months the desk trades: the front month and the next two
+NOTIFICATION_DAYS = 2  # pool notification is due 48 hours before settlement: the front month is later
+
 Columns = dict[str, Any]
 
 _MARKET_RATE = {"C30": 6.5, "C15": 5.875, "F30": 6.25, "V30": 6.125}
 _PAR_COUPON = {"FN30": 5.75, "FG30": 5.75, "FN15": 5.25, "FG15": 5.25, "G230": 5.5}
 _SETTLE_DAY = {"FN30": 13, "FG30": 13, "FN15": 18, "FG15": 18, "G230": 20}
+# Hedge programs: the instruments a bucket is sold as (with their odds), the coupons the desk sells.
+_PROGRAMS = {
+    "FN30": (("FN30", "FG30"), (0.6, 0.4), 4.0, 7.0),
+    "FN15": (("FN15", "FG15"), (0.65, 0.35), 3.5, 6.5),
+    "G230": (("G230",), (1.0,), 4.0, 6.5),  # 7.0 and 7.5 belong to the tail's own trades
+}
+_PROGRAM_OF = {"C30": "FN30", "C15": "FN15", "F30": "G230", "V30": "G230"}
+_CASH_GRID_TOP = {"C30": 7.0, "C15": 7.0, "F30": 6.5, "V30": 6.5}  # highest pass-through rate quoted
+_GOV_RATE_CAP = 7.125  # the ordinary government pipeline stays below the tail's coupons
+_TAIL_RATES = ((7.375, 7.5, 7.625), (7.875, 8.0, 8.125), (8.375, 8.5))  # Ginnie 7.0, 7.5, none
+_TAIL_GROUP_P = (0.6, 0.3, 0.1)
 _STATES = ("CA", "TX", "FL", "NY", "IL", "PA", "OH", "GA", "NC", "MI", "WA", "AZ", "CO", "NJ", "VA", "MA")
 _STATE_W = (0.16, 0.11, 0.1, 0.07, 0.05, 0.05, 0.04, 0.05, 0.05, 0.04, 0.05, 0.05, 0.05, 0.04, 0.05, 0.04)
 _DEALERS = ("JPM", "GS", "MS", "BAML", "WFS", "CITI", "BARC", "NOMURA")
@@ -50,6 +85,16 @@ def _add_months(day: date, months: int, day_of_month: int) -> date:
     return date(day.year + month0 // 12, month0 % 12 + 1, day_of_month)
 
 
+def settlement_dates(as_of: date) -> dict[str, list[date]]:
+    """Per instrument, the MONTHS TBA settlement dates the desk trades: the first one at least
+    NOTIFICATION_DAYS after `as_of` (this month's or next month's), then the following months'."""
+    out: dict[str, list[date]] = {}
+    for code, day in _SETTLE_DAY.items():
+        first = 0 if _add_months(as_of, 0, day) >= as_of + timedelta(days=NOTIFICATION_DAYS) else 1
+        out[code] = [_add_months(as_of, first + k, day) for k in range(MONTHS)]
+    return out
+
+
 def generate(n_loans: int = DEFAULT_LOANS, n_trades: int = DEFAULT_TRADES, seed: int = DEFAULT_SEED,
              as_of: date | None = None) -> dict[str, Columns]:
     """All input tables as columns (numpy arrays or lists), keyed by table name (tenant_id excluded).
@@ -60,9 +105,10 @@ def generate(n_loans: int = DEFAULT_LOANS, n_trades: int = DEFAULT_TRADES, seed:
             raise UsageError(f"{name}={value!r}: expected a whole number of at least {least}")
     as_of = check_business_date(as_of or date.today())
     rng = np.random.default_rng(seed)
-    loans = _loans(rng, n_loans, as_of)
-    trades = _trades(rng, n_trades, as_of, loans)
-    pools, relation = _pools(rng, trades, loans)
+    schedule = settlement_dates(as_of)
+    loans, tail = _loans(rng, n_loans, as_of)
+    trades, cohorts = _trades(rng, n_trades, as_of, loans, schedule)
+    pools, relation = _pools(rng, trades, loans, cohorts, schedule, as_of)
     return {
         "loan": loans,
         "pscat_trades": trades,
@@ -72,20 +118,36 @@ def generate(n_loans: int = DEFAULT_LOANS, n_trades: int = DEFAULT_TRADES, seed:
         "rmusr_payups": _payups(),
         "pfill_carry_cost": _carry_curve(),
         "pfill_constraints": _constraints(trades),
-        "pfill_lockdown_guide": _lockdowns(rng, loans, pools, as_of),
+        "pfill_lockdown_guide": _lockdowns(rng, loans, pools, as_of, tail),
     }
 
 
-def _loans(rng: np.random.Generator, n: int, as_of: date) -> Columns:
+# ============================================================================================
+# The pipeline
+# ============================================================================================
+
+def _loans(rng: np.random.Generator, n: int, as_of: date) -> tuple[Columns, np.ndarray]:
+    """The loan table, and which loans are the high-rate government tail."""
     product = rng.choice(PRODUCTS, size=n, p=[0.6, 0.12, 0.16, 0.12])
+    tail = rng.random(n) < TAIL_SHARE  # high-rate FHA loans (low FICO), above the cash grid
+    product[tail] = "F30"
     gov = np.isin(product, ("F30", "V30"))
     base = np.vectorize(_MARKET_RATE.get)(product).astype(float)
-    note_rate = np.clip(_snap(base + rng.normal(0, 0.375, n)), 4.5, 8.5)
-    note_rate[rng.random(n) < 0.003] = np.nan  # incomplete records: kicked out as INVALID_DATA
+    note_rate = np.clip(_snap(base + rng.normal(0, 0.375, n)), 4.5, np.where(gov, _GOV_RATE_CAP, 8.5))
+    group = rng.choice(len(_TAIL_RATES), size=n, p=_TAIL_GROUP_P)
+    width = np.array([len(r) for r in _TAIL_RATES])
+    table = np.array([[*r, *[r[-1]] * (width.max() - len(r))] for r in _TAIL_RATES])
+    tail_rate = table[group, np.floor(rng.random(n) * width[group]).astype(np.int64)]
+    note_rate = np.where(tail, tail_rate, note_rate)
+    note_rate[(rng.random(n) < 0.003) & ~tail] = np.nan  # incomplete records: kicked out as INVALID_DATA
     upb = np.exp(rng.normal(np.where(gov, np.log(280_000), np.log(320_000)), np.where(gov, 0.45, 0.5)))
+    in_75 = rng.permutation(np.flatnonzero(tail & (group == 1)))
+    jumbo_tail = np.isin(np.arange(n), in_75[: max(2, round(0.4 * len(in_75)))])  # high-balance, Ginnie 7.5
+    upb = np.where(jumbo_tail, rng.uniform(815_000, 960_000, n), np.where(tail, np.minimum(upb, 600_000), upb))
     upb = np.round(np.clip(upb, 40_000, 2_000_000), 0)
     high_balance = (upb > CONFORMING_LIMIT) & (upb <= HIGH_BALANCE_CEILING)
     fico = np.clip(rng.normal(np.where(gov, 680, 745), np.where(gov, 45, 40)), 580, 830).astype(int)
+    fico = np.where(tail, rng.integers(600, 660, n), fico)
     # LTV: a smooth spread with the spikes real pipelines show at 80/90/95/97 (FHA 96.5, VA 100).
     u = rng.random(n)
     ltv = np.round(rng.uniform(30, 97, n), 1)
@@ -93,14 +155,18 @@ def _loans(rng: np.random.Generator, n: int, as_of: date) -> Columns:
     ltv = np.where((product == "F30") & (rng.random(n) < 0.5), 96.5, ltv)
     ltv = np.where((product == "V30") & (rng.random(n) < 0.4), 100.0, ltv)
     dti = np.round(np.clip(rng.normal(36, 8, n), 8, 50), 1)
-    lock_period = rng.choice((30, 45, 60, 90, 120), size=n, p=(0.2, 0.3, 0.25, 0.15, 0.1))
-    lock_age = np.floor(rng.uniform(0, 0.6, n) * lock_period).astype(int)
-    fate = rng.random(n)
+    lock_period = rng.choice((30, 45, 60, 90, 120), size=n, p=(0.1, 0.3, 0.3, 0.2, 0.1))
+    lock_period = np.where(tail, 120, lock_period)
+    lock_age = np.floor(rng.uniform(0, 0.4, n) * lock_period).astype(int)
+    lock_age = np.where(tail, rng.integers(0, 20, n), lock_age)
+    fate = np.where(tail, 1.0, rng.random(n))
     lock_age = np.where(fate < 0.02, lock_period + rng.integers(1, 20, n), lock_age)  # already expired
     lock_age = np.where((fate >= 0.02) & (fate < 0.03), lock_period - rng.integers(0, 8, n), lock_age)  # days left
     as_of64 = np.datetime64(as_of, "D")
     lock_date = as_of64 - lock_age.astype("timedelta64[D]")
     lock_expiration = lock_date + lock_period.astype("timedelta64[D]")
+    status = rng.choice(("Locked", "Closed", "Shipped"), n, p=(0.55, 0.4, 0.05))
+    status = np.where(tail & (status == "Shipped"), "Locked", status)
     return {
         "loan_id": [f"L{i:07d}" for i in range(1, n + 1)],
         "note_rate": note_rate,
@@ -117,44 +183,146 @@ def _loans(rng: np.random.Generator, n: int, as_of: date) -> Columns:
         "high_balance": high_balance,
         "lock_date": lock_date,
         "lock_expiration_date": lock_expiration,
-        "status": rng.choice(("Locked", "Closed", "Shipped"), n, p=(0.55, 0.4, 0.05)),
+        "status": status,
         "servicing": rng.choice(("Retained", "Released"), n, p=(0.7, 0.3)),
         "pool_id": np.full(n, None, dtype=object),
-    }
+    }, tail
 
 
-def _trades(rng: np.random.Generator, m: int, as_of: date, loans: Columns) -> Columns:
-    codes = np.array(list(INSTRUMENTS))
-    instrument = rng.choice(codes, size=m, p=(0.33, 0.22, 0.1, 0.05, 0.3))
-    month = rng.choice((1, 2, 3), size=m, p=(0.6, 0.3, 0.1))
-    settle_dates = [_add_months(as_of, int(k), _SETTLE_DAY[i]) for i, k in zip(instrument, month, strict=True)]
-    settlement = np.array(settle_dates, dtype="datetime64[D]")
-    product = np.asarray(loans["product"])
-    rate = np.asarray(loans["note_rate"])
-    upb = np.asarray(loans["upb"])
-    coupon = np.empty(m)
-    amount = np.empty(m)
-    for code in codes:  # a handful of instruments, not loans x trades
-        spec = INSTRUMENTS[code]
-        mine = np.flatnonzero(instrument == code)
-        pool = np.flatnonzero(np.isin(product, spec.products) & ~np.isnan(rate))
-        if len(mine) == 0 or len(pool) == 0:
-            coupon[mine] = _PAR_COUPON[code]
-            amount[mine] = 1_000_000
+# ============================================================================================
+# The book: trades sized to the hedge buckets
+# ============================================================================================
+
+class _Cohorts:
+    """Per loan its hedge bucket: program (FN30, FN15, G230), best-execution coupon and the index of
+    the last settlement month its lock reaches; `hedgeable` is False where the loan cannot be hedged
+    (shipped, incomplete, over the ceiling, lock expired or ending before the front month, no coupon)."""
+
+    def __init__(self, loans: Columns, schedule: dict[str, list[date]], as_of: date) -> None:
+        product = np.asarray(loans["product"])
+        rate = np.asarray(loans["note_rate"], dtype=float)
+        upb = np.asarray(loans["upb"], dtype=float)
+        expiry = np.asarray(loans["lock_expiration_date"], dtype="datetime64[D]")
+        n = len(product)
+        self.program = np.array([_PROGRAM_OF[p] for p in product], dtype=object)
+        self.coupon = np.full(n, np.nan)
+        self.month = np.full(n, -1, dtype=np.int64)
+        for code in _PROGRAMS:
+            mine = self.program == code
+            self.coupon[mine] = best_coupon(code, rate[mine], top=_TAIL_TOP if code == "G230" else None)
+            settles = np.array(schedule[code], dtype="datetime64[D]")
+            self.month[mine] = np.searchsorted(settles, expiry[mine], side="right") - 1
+        self.hedgeable = ((np.asarray(loans["status"]) != "Shipped") & ~np.isnan(rate) & (upb <= HIGH_BALANCE_CEILING)
+                          & (expiry >= np.datetime64(as_of, "D")) & (self.month >= 0) & ~np.isnan(self.coupon))
+        self.tail = (self.program == "G230") & (self.coupon > _PROGRAMS["G230"][3])
+        self.upb = upb
+
+
+_TAIL_TOP = 7.5  # Ginnie coupons sold for the tail: 7.0 and 7.5
+
+
+def best_coupon(program: str, rate: np.ndarray, top: float | None = None) -> np.ndarray:
+    """The highest coupon the program sells (its range, or up to `top`) that a note rate can be delivered
+    into (coupon + min spread <= rate <= coupon + max spread); NaN where none."""
+    spec = INSTRUMENTS[program]
+    low, high = _PROGRAMS[program][2], top if top is not None else _PROGRAMS[program][3]
+    with np.errstate(invalid="ignore"):
+        coupon = np.minimum(np.floor((rate - spec.min_spread + 1e-9) / 0.5) * 0.5, high)
+        fits = (coupon >= low) & (rate <= coupon + spec.max_spread + 1e-9)
+    return np.where(fits, coupon, np.nan)
+
+
+def _dhondt(weights: np.ndarray, seats: int) -> np.ndarray:
+    """Seats per bucket in proportion to its weight (D'Hondt: the largest quotients weight / (k + 1))."""
+    if seats <= 0 or len(weights) == 0:
+        return np.zeros(len(weights), dtype=np.int64)
+    k = np.arange(1, seats + 1)
+    quotients = (weights[:, None] / k[None, :]).ravel()
+    owner = np.repeat(np.arange(len(weights)), seats)
+    top = np.argsort(-quotients, kind="stable")[:seats]
+    return np.bincount(owner[top], minlength=len(weights))
+
+
+def _hedge_buckets(cohorts: _Cohorts, mask: np.ndarray, seats: int) -> list[tuple[str, float, int, float, int]]:
+    """(program, coupon, settlement month, hedged UPB, trades) for the buckets that get trades.
+
+    Trades go to program x coupon buckets in proportion to their UPB (D'Hondt), then to the settlement
+    months inside each. A month cohort without a trade of its own is hedged in the latest earlier month
+    that has one (its locks reach that month too); a coupon with no trade stays unhedged (cash)."""
+    program, coupon, month, upb = cohorts.program[mask], cohorts.coupon[mask], cohorts.month[mask], cohorts.upb[mask]
+    pairs = sorted({(p, float(c)) for p, c in zip(program, coupon, strict=True)})
+    totals = np.array([upb[(program == p) & (coupon == c)].sum() for p, c in pairs])
+    out = []
+    for (p, c), count in zip(pairs, _dhondt(totals, seats), strict=True):
+        if count == 0:
             continue
-        # Coupons follow the loans: the highest coupon a sampled loan's note rate supports.
-        sampled = rate[rng.choice(pool, size=len(mine))]
-        coupon[mine] = np.floor((sampled - spec.min_spread) / 0.5) * 0.5
-        # Sell about 80% of the program's supply (shared between FN and FG), unevenly across trades.
-        share = {"FN30": 0.6, "FG30": 0.4, "FN15": 0.65, "FG15": 0.35, "G230": 1.0}[code]
-        budget = 0.8 * share * upb[pool].sum()
-        weights = rng.lognormal(0, 0.5, len(mine))
-        amount[mine] = np.maximum(1_000_000, np.round(budget * weights / weights.sum() / 250_000) * 250_000)
+        mine = (program == p) & (coupon == c)
+        cohort = np.bincount(month[mine], weights=upb[mine], minlength=MONTHS)
+        per_month = _dhondt(cohort, count)
+        for k in range(MONTHS):
+            if per_month[k] == 0:
+                continue
+            later = next((j for j in range(k + 1, MONTHS) if per_month[j]), MONTHS)
+            out.append((p, c, k, float(cohort[k:later].sum()), int(per_month[k])))
+    return out
+
+
+def _round_amount(amount: np.ndarray) -> np.ndarray:
+    """Trade amounts as desks write them: $250,000 steps from $5M, $50,000 below, at least $100,000."""
+    step = np.where(amount >= 5_000_000, 250_000, 50_000)
+    return np.maximum(100_000, np.round(amount / step) * step)
+
+
+def _trades(rng: np.random.Generator, m: int, as_of: date, loans: Columns,
+            schedule: dict[str, list[date]]) -> tuple[Columns, _Cohorts]:
+    cohorts = _Cohorts(loans, schedule, as_of)
+    hedge = cohorts.hedgeable
+    extra = m >= 20  # a book of some size also has the tail's two trades and one Closed trade
+    main = hedge & ~cohorts.tail
+    n_main = m - 3 if extra else m
+    rows: list[tuple[str, float, int, float, str]] = []  # program, coupon, month, amount, why
+    for program, coupon, month, upb, count in _hedge_buckets(cohorts, main, n_main):
+        weights = rng.lognormal(0, 0.35, count)
+        for share in weights / weights.sum():
+            rows.append((program, coupon, month, HEDGE_RATIO * upb * share, "hedge"))
+    while len(rows) < n_main:  # no hedgeable loans at all: par trades nobody can fill
+        rows.append(("FN30", _PAR_COUPON["FN30"], 0, 1_000_000.0, "hedge"))
+    # Sold ahead of production: a few back-month trades, sized for loans not locked yet.
+    # (alone in its bucket and month: several trades would share one shortfall however the allocation spreads it)
+    trades_in = Counter(r[:3] for r in rows)
+    alone = [i for i, r in enumerate(rows) if trades_in[r[:3]] == 1]
+    back = ([i for i in alone if rows[i][2] == MONTHS - 1] or [i for i, r in enumerate(rows) if r[2] == MONTHS - 1]
+            or list(range(len(rows))))
+    n_short = min(len(back), round(SHORT_SHARE * len(rows)))
+    for i in rng.choice(back, size=n_short, replace=False) if n_short else []:
+        program, coupon, month, amount, _ = rows[i]
+        rows[i] = (program, coupon, month, amount * rng.uniform(1.8, 2.2), "ahead")
+    if extra:
+        tail = hedge & cohorts.tail
+        sure = tail & (cohorts.month == MONTHS - 1)
+        g70 = cohorts.upb[sure & (cohorts.coupon == 7.0)].sum()
+        g75 = cohorts.upb[sure & (cohorts.coupon == 7.5) & (cohorts.upb <= CONFORMING_LIMIT)].sum()
+        rows.append(("G230", 7.0, 1, max(HEDGE_RATIO * g70, 500_000), "tail"))
+        rows.append(("G230", 7.5, 1, g75 + 1_250_000, "ahead"))  # short, with room for the jumbos (capped)
+        rows.append(("FN30", 6.0, -1, 10_000_000.0, "closed"))  # delivered last month
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    return _book(rng, rows, as_of, schedule), cohorts
+
+
+def _book(rng: np.random.Generator, rows: list[tuple[str, float, int, float, str]], as_of: date,
+          schedule: dict[str, list[date]]) -> Columns:
+    m = len(rows)
+    program = [r[0] for r in rows]
+    instrument = np.array([rng.choice(_PROGRAMS[p][0], p=_PROGRAMS[p][1]) for p in program], dtype=object)
+    coupon = np.array([r[1] for r in rows])
+    month = np.array([r[2] for r in rows])
+    amount = _round_amount(np.array([r[3] for r in rows]))
+    closed = np.array([r[4] == "closed" for r in rows])
+    settlement = np.array([_add_months(as_of, -1, _SETTLE_DAY[i]) if k < 0 else schedule[i][k]
+                           for i, k in zip(instrument, month, strict=True)], dtype="datetime64[D]")
     par = np.vectorize(_PAR_COUPON.get)(instrument).astype(float)
-    price = np.round(100 + (coupon - par) * 3.2 - 0.15 * (month - 1) + rng.normal(0, 0.04, m), 4)
-    status = np.full(m, "Open", dtype=object)
-    if m >= 20:
-        status[-1] = "Closed"
+    price = np.round(100 + (coupon - par) * 3.2 - 0.15 * np.maximum(month, 0) + rng.normal(0, 0.04, m), 4)
+    days_sold = rng.integers(1, 60, m) + np.where(closed, 45, 0)
     return {
         "trade_id": [f"T{i:05d}" for i in range(1, m + 1)],
         "agency": np.array([INSTRUMENTS[i].agency for i in instrument], dtype=object),
@@ -162,50 +330,73 @@ def _trades(rng: np.random.Generator, m: int, as_of: date, loans: Columns) -> Co
         "coupon": coupon,
         "trade_amount": amount,
         "price": price,
-        "trade_date": np.datetime64(as_of, "D") - rng.integers(1, 60, m).astype("timedelta64[D]"),
+        "trade_date": np.datetime64(as_of, "D") - days_sold.astype("timedelta64[D]"),
         "settlement_date": settlement,
         "counterparty": rng.choice(_DEALERS, m),
-        "tolerance_pct": rng.choice((1.0, 2.0, 2.5, 5.0), m),
+        "tolerance_pct": rng.choice((1.0, 2.0, 2.5, 5.0), m, p=(0.15, 0.3, 0.3, 0.25)),
         "trade_type": rng.choice(("TBA", "Spec"), m, p=(0.93, 0.07)),
-        "status": status,
+        "status": np.where(closed, "Closed", "Open").astype(object),
     }
 
 
-def _pools(rng: np.random.Generator, trades: Columns, loans: Columns) -> tuple[Columns, Columns]:
-    """Existing pools for about a third of the trades, with loans in them (loan.pool_id)."""
+def _pools(rng: np.random.Generator, trades: Columns, loans: Columns, cohorts: _Cohorts,
+           schedule: dict[str, list[date]], as_of: date) -> tuple[Columns, Columns]:
+    """Existing pools for about a third of the hedge trades, holding loans of the trade's bucket
+    (loan.pool_id): the first one more than its trade can take, each with a couple of loans whose lock
+    ends before the trade settles."""
+    program_of = {code: program for program, (codes, *_rest) in _PROGRAMS.items() for code in codes}
     m = len(trades["trade_id"])
-    product = np.asarray(loans["product"])
-    rate = np.asarray(loans["note_rate"])
-    upb = np.asarray(loans["upb"])
-    expiry = np.asarray(loans["lock_expiration_date"])
-    ok_status = np.asarray(loans["status"]) != "Shipped"
+    upb = cohorts.upb
+    expiry = np.asarray(loans["lock_expiration_date"], dtype="datetime64[D]")
     pool_of = loans["pool_id"]
-    chosen = np.sort(rng.choice(m, size=max(1, m // 3), replace=False))
+    tail = (np.asarray(trades["instrument"]) == "G230") & (np.asarray(trades["coupon"]) > _PROGRAMS["G230"][3])
+    open_trades = (np.asarray(trades["status"]) == "Open") & ~tail
+    # pools are being formed for the front month first (the loans closest to delivery)
+    front = np.asarray(trades["settlement_date"]) == np.array(
+        [schedule[c][0] for c in trades["instrument"]], dtype="datetime64[D]")
+    ranked = np.concatenate([rng.permutation(np.flatnonzero(open_trades & front)),
+                             rng.permutation(np.flatnonzero(open_trades & ~front))])
+    chosen = np.sort(ranked[: max(1, m // 3)])
     pools: Columns = {k: [] for k in ("pool_id", "agency", "instrument", "coupon", "pool_status", "created_date")}
     relation: Columns = {"trade_id": [], "pool_id": []}
+    free = np.array([p is None for p in pool_of])
+    deliverable = ((np.asarray(loans["status"]) != "Shipped") & ~np.isnan(np.asarray(loans["note_rate"], dtype=float))
+                   & (expiry >= np.datetime64(as_of, "D")) & (upb <= HIGH_BALANCE_CEILING))
+    # loans by bucket (program, coupon) in a random order, so each pool reads only a window of its bucket
+    programs = list(_PROGRAMS)
+    bucket = np.where(np.isnan(cohorts.coupon), -1,
+                      np.array([programs.index(p) for p in cohorts.program]) * 1000 + np.nan_to_num(cohorts.coupon) * 8)
+    order = np.lexsort((rng.random(len(bucket)), bucket))
+    by_bucket = bucket[order]
     for number, t in enumerate(chosen, start=1):  # one pool per chosen trade
-        if trades["status"][t] != "Open":
-            continue
-        spec = INSTRUMENTS[trades["instrument"][t]]
-        cpn = trades["coupon"][t]
+        code = trades["instrument"][t]
+        spec = INSTRUMENTS[code]
+        key = programs.index(program_of[code]) * 1000 + trades["coupon"][t] * 8
+        same = order[np.searchsorted(by_bucket, key - 0.5):np.searchsorted(by_bucket, key + 0.5)]
+        same = np.roll(same, -int(rng.integers(0, max(1, len(same)))))
         settle = trades["settlement_date"][t]
-        fits = (np.isin(product, spec.products) & ok_status & (rate >= cpn + spec.min_spread - 1e-9)
-                & (rate <= cpn + spec.max_spread + 1e-9) & np.array([p is None for p in pool_of]))
-        good = np.flatnonzero(fits & (expiry >= settle))
-        stale = np.flatnonzero(fits & (expiry < settle))  # these will have to leave
         target = trades["trade_amount"][t] * (1.3 if number == 1 else rng.uniform(0.4, 0.8))
-        good = rng.permutation(good)
+        size = 256
+        while True:
+            window = same[:size]
+            window = window[free[window]]
+            good = window[cohorts.hedgeable[window] & (expiry[window] >= settle)]
+            if upb[good].sum() >= target or size >= len(same):
+                break
+            size *= 4
+        stale = window[deliverable[window] & (expiry[window] < settle)]  # these will have to leave
         members = good[: int(np.searchsorted(np.cumsum(upb[good]), target)) + 1]
-        members = np.concatenate([members, rng.permutation(stale)[:2]])
+        members = np.concatenate([members, stale[:2]]).astype(np.int64)
         if len(members) == 0:
             continue
         pool_id = f"P{number:05d}"
         for i in members:
             pool_of[i] = pool_id
+        free[members] = False
         pools["pool_id"].append(pool_id)
         pools["agency"].append(spec.agency)
         pools["instrument"].append(spec.code)
-        pools["coupon"].append(cpn)
+        pools["coupon"].append(trades["coupon"][t])
         pools["pool_status"].append("Open")
         pools["created_date"].append(trades["trade_date"][t])
         relation["trade_id"].append(trades["trade_id"][t])
@@ -215,10 +406,12 @@ def _pools(rng: np.random.Generator, trades: Columns, loans: Columns) -> tuple[C
 
 
 def _cash_grid() -> Columns:
+    """The agency cash window: conventional pass-through rates 3.5-7.0%, government ones 3.5-6.5%
+    (high-coupon Ginnie loans prepay fast: the window does not buy them)."""
     rows: Columns = {k: [] for k in ("agency", "product", "pass_through_rate", "commitment_days", "cash_price")}
     for product, agency, par in (("C30", "FNMA", 5.75), ("C15", "FNMA", 5.25), ("F30", "GNMA", 5.5),
                                  ("V30", "GNMA", 5.5)):
-        for ptr in np.arange(3.5, 7.0001, 0.125):
+        for ptr in np.arange(3.5, _CASH_GRID_TOP[product] + 0.0001, 0.125):
             for days in (10, 30, 60, 90):
                 rows["agency"].append(agency)
                 rows["product"].append(product)
@@ -277,10 +470,11 @@ def _constraints(trades: Columns) -> Columns:
     }
 
 
-def _lockdowns(rng: np.random.Generator, loans: Columns, pools: Columns, as_of: date) -> Columns:
+def _lockdowns(rng: np.random.Generator, loans: Columns, pools: Columns, as_of: date, tail: np.ndarray) -> Columns:
+    """A few pooled loans (notified), a few unpooled ones outside the tail, and the last pool (certified)."""
     pool_of = np.array(loans["pool_id"], dtype=object)
     pooled = np.flatnonzero(pool_of != None)  # noqa: E711 (element-wise)
-    unpooled = np.flatnonzero(pool_of == None)  # noqa: E711
+    unpooled = np.flatnonzero((pool_of == None) & ~tail)  # noqa: E711
     locked_loans = np.concatenate([
         rng.choice(pooled, size=min(len(pooled), max(1, len(pooled) // 50)), replace=False),
         rng.choice(unpooled, size=min(len(unpooled), max(1, len(unpooled) // 200)), replace=False),
