@@ -271,8 +271,10 @@ class SupersetClient:
         if first(ProtocolError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected,
                  http.client.BadStatusLine):
             if self.scheme == "http" and not self._answered:
-                return error(f"{at} closed the connection without answering {call}: an HTTPS port?", "scheme",
-                             f"if the server speaks HTTPS, use {self._other_scheme()} in superset.url")
+                # a TLS port and a server that died mid-request look alike from here: say both
+                return error(f"{at} closed the connection without answering {call}: stopped, or an HTTPS port?",
+                             "scheme", f"check that it is up; if it speaks HTTPS, use {self._other_scheme()} "
+                             "in superset.url")
             return error(f"{at} dropped the connection during {call}", "dropped",
                          "run the command again; if it repeats, see Superset's log")
         os_error = next((e for e in reversed(chain) if isinstance(e, OSError) and e.strerror), None)

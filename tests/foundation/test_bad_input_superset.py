@@ -92,7 +92,8 @@ FAULTS = [
     # -- 3. the wrong scheme, either way --------------------------------------------------------------
     Fault("https-to-plain-http", "Superset at {url} does not speak HTTPS (TLS handshake: wrong version number)",
           url="https://127.0.0.1:{port}", server="plain", hint="use http://127.0.0.1:{port} in superset.url"),
-    Fault("http-to-tls", f"Superset at {{url}} closed the connection without answering POST {LOGIN}: an HTTPS port?",
+    Fault("http-to-tls",
+          f"Superset at {{url}} closed the connection without answering POST {LOGIN}: stopped, or an HTTPS port?",
           server="tls", hint="use https://127.0.0.1:{port} in superset.url"),
     Fault("http-to-nginx-https-port", "Superset at {url} is an HTTPS port", server="https-port",
           hint="use https://127.0.0.1:{port} in superset.url"),

@@ -385,8 +385,9 @@ def test_http_against_a_tls_server_says_use_https(tmp_path: Path) -> None:
         assert took < 1
         assert error.kind == "scheme"
         assert _one_line(error) == (f"Superset at {url} closed the connection without answering POST {LOGIN}: "
-                                    "an HTTPS port?")
-        assert error.hint == f"if the server speaks HTTPS, use https://127.0.0.1:{tls.server_port} in superset.url"
+                                    "stopped, or an HTTPS port?")
+        assert error.hint == (f"check that it is up; if it speaks HTTPS, use https://127.0.0.1:{tls.server_port} "
+                              "in superset.url")
         untrusted, _ = _fails(SupersetClient(f"https://127.0.0.1:{tls.server_port}", "u", PASSWORD).login)
         assert untrusted.kind == "tls"
         assert "its TLS certificate is not trusted (self-signed certificate)" in _one_line(untrusted)
