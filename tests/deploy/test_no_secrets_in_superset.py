@@ -30,6 +30,9 @@ def test_tenant_password_never_lands_in_supersets_action_log(deploy_target, supe
     assert verified.exit_code == 0, verified.output  # Superset got the password: its charts run
     assert SECRET not in applied.output + verified.output
 
+    written = [p for p in deploy_target.home.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert written == [], "the kit wrote the password into its own files"
+
     logged = [row for row in superset_client.iter_list("log") if "assets" in json.dumps(row)]
     assert logged, "Superset logged no import: this test would prove nothing"
     assert all(SECRET not in json.dumps(row) for row in superset_client.iter_list("log"))
