@@ -1,7 +1,9 @@
-"""`pfill db init`, `pfill demo-data`, `pfill run` and `pfill runs list|show|latest|cancel|reconcile`.
+"""`pfill db init|upgrade|current`, `pfill demo-data`, `pfill run` and `pfill runs list|show|latest|cancel|reconcile`.
 
-Each command is option plumbing over the engine's API: db.open_engine, demo_data.generate /
-replace_tenant_inputs, pipeline.execute_run and runs.*."""
+Each command is option plumbing over the engine's API: db.open_engine / create_schema / upgrade_schema /
+schema_state / upgrade_sql, demo_data.generate / replace_tenant_inputs, pipeline.execute_run and runs.*.
+Only `pfill db init` and `pfill db upgrade` change the schema; every other command needs it at head and
+says which of the two to run when it is not (reads never write)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,21 @@ import click
 import sqlalchemy as sa
 
 from pfill.config import Settings
-from pfill.database import open_database
+from pfill.database import check_url, open_database
 from pfill.errors import UsageError
 from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, info, print_table, step
 
-from . import demo_data, runs
-from .db import init_schema, open_engine
+from . import db, demo_data, runs
 from .market import check_business_date
 from .pipeline import RunOptions, execute_run
 from .solver import DEFAULT_STRATEGY, STRATEGIES
 
 
-def _engine(settings: Settings, *, create: bool = True) -> sa.Engine:
-    """The engine database of these settings, its schema created or upgraded (with create=False it must
-    already be initialised: `pfill run` never creates a database)."""
-    return open_engine(settings.db_url, create=create)
+def _engine(settings: Settings) -> sa.Engine:
+    """The engine database of these settings with its schema at head, else a one-line error naming
+    `pfill db init` or `pfill db upgrade`; nothing is created or changed."""
+    return db.open_engine(settings.db_url, create=False)
 
 
 def _as_of(value: datetime | None) -> date | None:
@@ -49,15 +50,65 @@ MAX_TRADES = 20_000
 
 @click.group("db")
 def db_group() -> None:
-    """The engine database."""
+    """The engine database and its schema revision."""
+
+
+def _report(changes: list[str], state: db.SchemaState) -> None:
+    for change in changes:
+        info(change)
+    info(state.describe() if changes else f"{state.describe()}: already up to date")
 
 
 @db_group.command("init")
 @pass_settings
 def db_init(settings: Settings) -> None:
-    """Create or upgrade the engine schema (idempotent: adds what is missing, drops nothing)."""
-    changes = init_schema(open_database(settings.db_url))
-    info(f"schema up to date ({len(changes)} change(s))" if changes else "schema already up to date")
+    """Create the engine schema at head, or bring an existing one there (idempotent; drops nothing)."""
+    engine = open_database(settings.db_url)
+    changes = db.create_schema(engine)
+    _report(changes, db.schema_state(engine))
+
+
+@db_group.command("upgrade")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the SQL instead of running it (no connection), for a DBA to review.")
+@click.option("--dialect", type=click.Choice(db.DIALECTS),
+              help="With --sql: render for this database [the dialect of --db / PFILL_DB_URL].")
+@click.option("--from", "start", metavar="REVISION",
+              help="With --sql: the revision the database is at (`pfill db current`) [an empty database].")
+@pass_settings
+def db_upgrade(settings: Settings, as_sql: bool, dialect: str | None, start: str | None) -> None:
+    """Upgrade the engine schema to this pfill's head revision (a schema from before versioning is
+    recognised, completed and stamped first)."""
+    if not as_sql:
+        if dialect or start:
+            raise UsageError("--dialect and --from go with --sql", hint="see `pfill db upgrade --help`")
+        engine = open_database(settings.db_url, must_exist=True)
+        changes = db.upgrade_schema(engine)
+        _report(changes, db.schema_state(engine))
+        return
+    url = None if dialect else settings.db_url
+    if url is not None:
+        check_url(url, "--db")
+    known = [r for r, _ in db.revisions()]
+    if start is not None and start not in known:
+        raise UsageError(f"--from {start}: not a revision of this pfill ({', '.join(known)})",
+                         hint="give the revision `pfill db current` shows, or leave --from out for an empty database")
+    sql = db.upgrade_sql(url=url, dialect=dialect, start=start)
+    click.echo(sql if sql.strip() else f"-- nothing to apply: {start} is the head revision")
+
+
+@db_group.command("current")
+@json_option()
+@pass_settings
+def db_current(settings: Settings, as_json: bool) -> None:
+    """The database's schema revision, this pfill's head, and what `pfill db upgrade` would apply."""
+    state = db.schema_state(open_database(settings.db_url, must_exist=True))
+    if as_json:
+        emit_json(state.as_dict())
+        return
+    print_table([(state.current or "-", state.head, state.status, " ".join(state.pending) or "-")],
+                ["revision", "head", "status", "pending"])
+    info(state.describe())
 
 
 @click.command("demo-data")
@@ -70,7 +121,7 @@ def db_init(settings: Settings) -> None:
 @pass_settings
 def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, tenant: str | None,
                       as_of: datetime | None, as_json: bool) -> None:
-    """Replace a tenant's inputs with realistic demo data (deterministic for a seed and date)."""
+    """Replace a tenant's inputs with a demo lender's pipeline and hedge book (deterministic for a seed and date)."""
     tenant = tenant or settings.tenant
     engine = _engine(settings)
     with step(f"generating {loans} loans and {trades} trades for tenant {tenant} (seed {seed})"):
@@ -99,7 +150,7 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
     Exit code 3 when the tenant already has an active run (BR-8).
     """
     keep = keep or runs.default_keep_runs()
-    engine = _engine(settings, create=False)
+    engine = _engine(settings)
     options = RunOptions(tenant=tenant or settings.tenant, scoring=scoring, strategy=strategy, keep_runs=keep,
                          as_of=_as_of(as_of))
     result = execute_run(engine, options, progress=info)
@@ -183,7 +234,7 @@ def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
 @pass_settings
 def runs_cancel(settings: Settings, run_id: str) -> None:
     """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner)."""
-    run = runs.request_cancel(_engine(settings, create=False), run_id)
+    run = runs.request_cancel(_engine(settings), run_id)
     info(f"cancel requested for run {run_id} (now {run['status']})")
 
 

@@ -1,72 +1,309 @@
-"""The engine database: opening it (through the one policy in pfill.database) and creating or
-upgrading its schema.
+"""The engine database: opening it (through the one policy in pfill.database) and its versioned schema.
 
-    engine = open_engine(url)                 # open_database(url) + init_schema(engine)
-    engine = open_engine(url, create=False)   # an initialised database only (what `pfill run` needs)
+The schema is versioned with Alembic: the revisions live in engine/migrations/versions (package data,
+found through this package, so it works from any folder and from a wheel; no alembic.ini), and the
+database records its revision in the table `pfill_alembic_version` (its own name, so a tenant
+database that other applications also migrate with Alembic keeps their `alembic_version` apart).
 
-A database that cannot be reached, is not a database, or is read-only fails here, at the first
-connection, with pfill.database's one-line DatabaseError (URL masked, cause, hint).
+    engine = open_engine(url)                 # `pfill db init`, `pfill demo`: create at head, or upgrade
+    engine = open_engine(url, create=False)   # every other command: the schema must be at head already;
+                                              # nothing is created or changed (reads never write)
+    state = schema_state(engine)              # where the database stands: absent, unversioned, behind...
+    upgrade_schema(engine)                    # `pfill db upgrade`: an initialised database to head
+    print(upgrade_sql(dialect="mssql"))       # `pfill db upgrade --sql`: the SQL, for a DBA to review
+
+A database created by `pfill db init` before versioning has the engine's tables and no version table:
+it is recognised as *unversioned*; `pfill db upgrade` (or `db init`) adds what that older init had not
+created yet (tables, nullable columns, indexes of the baseline revision), stamps it with the baseline
+revision and upgrades it to head.
+
+A database that cannot be reached, is not a database, or is read-only fails at the first connection,
+with pfill.database's one-line DatabaseError (URL masked, cause, hint).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import SetColumnComment
 
 from pfill.database import DatabaseError, display_url, open_database
 
 from . import schema
-from .schema import metadata
+
+VERSION_TABLE = "pfill_alembic_version"
+BASELINE = "0001"  # the schema `pfill db init` created before versioning
+DIALECTS = ("mssql", "postgresql", "sqlite")  # what `pfill db upgrade --sql --dialect` renders
 
 
-def open_engine(url: str, *, create: bool = True) -> Engine:
-    """The process's engine for `url` with the schema created or upgraded (a SQLite file's folder is
-    created; errors are one line with the password masked).
+class SchemaError(DatabaseError):
+    """The engine schema is absent, unversioned, behind or ahead of this pfill: one line and the command
+    that fixes it."""
 
-    With `create=False` the database must already hold the engine schema (`pfill db init`): a missing
-    SQLite file or a database without the engine's tables is an error, never silently created; an
-    older schema is still upgraded in place."""
-    engine = open_database(url, must_exist=not create)
-    if not create:
-        require_schema(engine)
-    init_schema(engine)
-    return engine
+
+# -- the migrations ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _migrations() -> Iterator[Path]:
+    """The migrations folder, located through the package (a real folder even from a zipped install)."""
+    with resources.as_file(resources.files(__package__ or "pfill.engine") / "migrations") as path:
+        yield Path(path)
+
+
+def alembic_config(connection: sa.Connection | None = None, *, url: str | None = None, dialect: str | None = None,
+                   output: io.StringIO | None = None) -> Config:
+    """An Alembic Config without an ini file: the packaged migrations, and what env.py needs (an open
+    connection online; a URL or a dialect name offline). Usable with alembic.command for maintenance,
+    e.g. `command.revision(alembic_config(), "add x", rev_id="0002")` from the repository."""
+    config = Config(output_buffer=output, stdout=output or io.StringIO())
+    with _migrations() as path:
+        config.set_main_option("script_location", str(path).replace("%", "%%"))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")  # importable module names (r0002_...)
+    config.attributes.update(connection=connection, url=url, dialect_name=dialect)
+    return config
+
+
+@cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head() -> str:
+    """The revision this pfill's schema is at."""
+    found = _script().get_current_head()
+    assert found, "no migrations"
+    return found
+
+
+def revisions() -> list[tuple[str, str]]:
+    """(revision, message) from the baseline to head."""
+    return [(s.revision, (s.doc or "").splitlines()[0]) for s in reversed(list(_script().walk_revisions()))]
+
+
+def _label(revision: str | None) -> str:
+    if revision is None:
+        return "none"
+    try:
+        found = _script().get_revision(revision)
+    except Exception:  # a revision this pfill does not know (a newer pfill upgraded the database)
+        found = None
+    return f"{revision} ({found.doc.split(':')[0].strip()})" if found and found.doc else revision
+
+
+# -- where a database stands ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The engine schema of one database, compared with this pfill's head revision.
+
+    status: `current` (at head), `behind` (an older revision: `pfill db upgrade`), `ahead` (a revision
+    this pfill does not know: a newer pfill upgraded it), `unversioned` (engine tables from before
+    versioning: `pfill db upgrade`), `absent` (no engine schema: `pfill db init`)."""
+
+    database: str  # URL, password masked
+    status: str
+    current: str | None  # the database's revision (None: unversioned or absent)
+    head: str
+    pending: list[str] = field(default_factory=list)  # revisions `pfill db upgrade` would apply
+    tables: int = 0  # tables in the database (engine's or not)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line: where the schema is and what to do about it."""
+        where = f"database {self.database}"
+        if self.status == "current":
+            return f"{where}: schema at {_label(self.current)}, the head"
+        if self.status == "behind":
+            return (f"{where}: schema is at {_label(self.current)}, this pfill needs {_label(self.head)} "
+                    f"({len(self.pending)} revision(s) to apply)")
+        if self.status == "ahead":
+            return f"{where}: schema is at {self.current}, newer than this pfill knows (head {_label(self.head)})"
+        if self.status == "unversioned":
+            return f"{where}: schema is at an unversioned engine schema (from before migrations), not {self.head}"
+        found = f" (it has {self.tables} other table(s))" if self.tables else " (it is empty)"
+        return f"database {self.database} is not initialised for the engine{found}"
+
+    def error(self) -> SchemaError:
+        hints = {"absent": "not initialised; run `pfill db init` (then `pfill demo-data` for demo inputs)",
+                 "ahead": "upgrade pfill-kit to the version that wrote this schema",
+                 "behind": "run `pfill db upgrade` (`pfill db upgrade --sql` shows the SQL first)",
+                 "unversioned": "run `pfill db upgrade` (`pfill db upgrade --sql` shows the SQL first)"}
+        return SchemaError(self.describe(), hint=hints.get(self.status))
+
+
+def _version(conn: sa.Connection, tables: set[str]) -> str | None:
+    if VERSION_TABLE not in tables:
+        return None
+    heads = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    return heads[0] if heads else None
+
+
+def _is_engine(tables: set[str]) -> bool:
+    return VERSION_TABLE in tables or {schema.pfill_run_history.name, schema.loan.name} <= tables
+
+
+def _state(conn: sa.Connection, url: str) -> SchemaState:
+    tables = set(sa.inspect(conn).get_table_names())
+    current, target = _version(conn, tables), head()
+    if not _is_engine(tables):
+        status = "absent"
+    elif VERSION_TABLE not in tables or current is None:
+        status = "unversioned"
+    elif current == target:
+        status = "current"
+    else:
+        try:
+            pending = [s.revision for s in _script().iterate_revisions(target, current)]
+        except Exception:  # alembic's CommandError / ResolutionError: not a revision of this pfill
+            return SchemaState(url, "ahead", current, target, [], len(tables))
+        return SchemaState(url, "behind", current, target, list(reversed(pending)), len(tables))
+    pending = [r for r, _ in revisions()] if status in ("absent", "unversioned") else []
+    return SchemaState(url, status, current, target, pending, len(tables))
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the engine schema of this database stands. Reads only."""
+    with engine.connect() as conn:
+        return _state(conn, display_url(engine))
+
+
+def require_current(engine: Engine) -> SchemaState:
+    """The state when the schema is at head, else a SchemaError saying where it is and which command
+    fixes it (`pfill db init`, `pfill db upgrade`). Reads only."""
+    state = schema_state(engine)
+    if state.status != "current":
+        raise state.error()
+    return state
 
 
 def require_schema(engine: Engine) -> None:
-    """A DatabaseError unless the database holds the engine schema (at least its run history)."""
-    with engine.connect() as conn:
-        tables = set(sa.inspect(conn).get_table_names())
-    if schema.pfill_run_history.name not in tables or schema.loan.name not in tables:
-        found = f" (it has {len(tables)} other table(s))" if tables else " (it is empty)"
-        raise DatabaseError(f"database {display_url(engine)} is not initialised for the engine{found}",
-                            hint="create the schema with `pfill db init`, then load inputs with `pfill demo-data`")
+    """A SchemaError unless the database holds the engine schema at this pfill's head."""
+    require_current(engine)
+
+
+# -- changing the schema ----------------------------------------------------------------------------------
+
+def open_engine(url: str, *, create: bool = True) -> Engine:
+    """The process's engine for `url` (a SQLite file's folder is created; errors are one line with the
+    password masked).
+
+    create=True (`pfill db init`, `pfill demo`): the schema is created at head, or an older one upgraded.
+    create=False (every other command): a missing SQLite file, a database without the engine schema or
+    with a schema that is not at head is a SchemaError naming the command that fixes it; nothing is
+    created or changed."""
+    engine = open_database(url, must_exist=not create)
+    if create:
+        create_schema(engine)
+    else:
+        require_current(engine)
+    return engine
+
+
+def create_schema(engine: Engine) -> list[str]:
+    """`pfill db init`: the schema at head, whatever the database holds: nothing (created), an
+    unversioned engine schema (completed, stamped, upgraded) or an older revision (upgraded).
+    Idempotent; drops nothing. Returns what changed (empty: already at head)."""
+    return _migrate(engine, allow_create=True)
+
+
+def upgrade_schema(engine: Engine) -> list[str]:
+    """`pfill db upgrade`: an engine database (versioned or not) to head; a database without the engine
+    schema is a SchemaError (`pfill db init` creates it). Returns what changed."""
+    return _migrate(engine, allow_create=False)
 
 
 def init_schema(engine: Engine) -> list[str]:
-    """Create missing tables, columns and indexes; never drop anything. Returns what changed.
+    """Create the schema at head or upgrade it (the same as create_schema; kept for callers of the
+    pre-migrations API)."""
+    return create_schema(engine)
 
-    Idempotent: a second call changes nothing. New nullable columns added to the model later are
-    added with ALTER TABLE ... ADD, so an older database is upgraded in place.
-    """
-    changes: list[str] = []
+
+def _migrate(engine: Engine, *, allow_create: bool) -> list[str]:
+    url = display_url(engine)
     with engine.begin() as conn:
-        inspector = sa.inspect(conn)  # inspect through the same connection that changes the schema
-        existing = set(inspector.get_table_names())
-        for table in metadata.sorted_tables:
-            if table.name not in existing:
-                table.create(conn)  # creates its indexes too
-                changes.append(f"created table {table.name}")
-                continue
-            have_columns = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have_columns:
-                    type_sql = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD {column.name} {type_sql}')
-                    changes.append(f"added column {table.name}.{column.name}")
-            have_indexes = {i["name"] for i in inspector.get_indexes(table.name)}
-            for index in table.indexes:
-                if index.name not in have_indexes:
-                    index.create(conn)
-                    changes.append(f"created index {index.name}")
+        state = _state(conn, url)
+        if state.status == "current":
+            return []
+        if state.status == "ahead" or (state.status == "absent" and not allow_create):
+            raise state.error()
+        changes: list[str] = []
+        config = alembic_config(conn)
+        if state.status == "absent" and _has_baseline_tables(conn):
+            state = SchemaState(url, "unversioned", None, state.head)  # some engine tables: complete them
+        if state.status == "unversioned":
+            changes += [f"unversioned schema: {c}" for c in complete_unversioned(conn)]
+            command.stamp(config, BASELINE)
+            changes.append(f"stamped {_label(BASELINE)}")
+        before = _version(conn, set(sa.inspect(conn).get_table_names()))
+        command.upgrade(config, "head")
+        if before != state.head:
+            changes.append(f"created at {_label(state.head)}" if before is None
+                           else f"upgraded {before} -> {_label(state.head)}")
     return changes
+
+
+@cache
+def baseline_metadata() -> sa.MetaData:
+    """The tables of the baseline revision (frozen in engine/migrations/versions/r0001_baseline.py)."""
+    module = _script().get_revision(BASELINE).module
+    return module.baseline()
+
+
+def _has_baseline_tables(conn: sa.Connection) -> bool:
+    return bool(set(sa.inspect(conn).get_table_names()) & set(baseline_metadata().tables))
+
+
+def complete_unversioned(conn: sa.Connection) -> list[str]:
+    """Bring an unversioned engine schema (an older `pfill db init`) up to the baseline revision: create
+    the missing tables, add the missing columns (ALTER TABLE ... ADD: they were added nullable) and
+    indexes. Never drops anything. Returns what changed."""
+    changes: list[str] = []
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    for table in baseline_metadata().sorted_tables:
+        if table.name not in existing:
+            table.create(conn)  # with its indexes
+            changes.append(f"created table {table.name}")
+            continue
+        have_columns = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have_columns:
+                type_sql = column.type.compile(dialect=conn.dialect)
+                quote = conn.dialect.identifier_preparer.quote
+                conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD {quote(column.name)} {type_sql}")
+                if column.comment and conn.dialect.supports_comments and not conn.dialect.inline_comments:
+                    conn.execute(SetColumnComment(column))
+                changes.append(f"added column {table.name}.{column.name}")
+        have_indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in have_indexes:
+                index.create(conn)
+                changes.append(f"created index {index.name}")
+    return changes
+
+
+def upgrade_sql(*, url: str | None = None, dialect: str | None = None, start: str | None = None) -> str:
+    """The SQL `pfill db upgrade` runs, rendered without connecting (Alembic's offline mode), for a DBA
+    to review: from `start` (a revision; None: an empty database) to head, for the dialect of `url` or
+    for `dialect` (mssql, postgresql, sqlite). Includes the version table's statements."""
+    if dialect is None and url is None:
+        raise ValueError("give url or dialect")
+    output = io.StringIO()
+    config = alembic_config(url=None if dialect else url, dialect=dialect, output=output)
+    command.upgrade(config, f"{start}:head" if start else "head", sql=True)
+    return output.getvalue()

@@ -6,10 +6,12 @@ The same seed and as-of date give the same data. The book is built the way a sec
   over the high-balance ceiling, a few with missing data) and a high-rate tail of government loans;
 - the hedge: every loan is bucketed by program (30-year conventional, 15-year conventional, Ginnie II),
   its best-execution coupon (the highest TBA coupon its note rate can be delivered into) and the last
-  settlement month its lock still reaches; the desk sells about HEDGE_RATIO (80%) of each bucket as
-  forward trades, FNMA or FHLMC for conventional buckets, the largest buckets split into several
-  trades. So most trades fill inside tolerance and about a fifth of the hedgeable pipeline (plus the
-  loans no trade can take in time) goes to the cash window;
+  settlement month its lock still reaches; the desk sells HEDGE_RATIO (75%, its pull-through
+  estimate) of each bucket as forward trades, FNMA or FHLMC for conventional buckets, trades going to
+  the largest buckets first (thin coupons stay unhedged), the largest split into several trades. The
+  allocation fills trades up to their tolerance, so most fill inside it, and a fifth to a quarter of
+  the pipeline (the unhedged part, and the loans whose lock ends before the front month) goes to the
+  cash window;
 - a few back-month trades were sold ahead of production not locked yet: they end Short;
 - the high-rate government tail above the cash grid (government pass-through rates up to 6.5%) has
   two trades of its own: Ginnie 7.0 sold at the hedge ratio (what does not fit is kicked out as

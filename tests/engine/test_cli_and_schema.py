@@ -14,7 +14,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from pfill.cli import cli
 from pfill.database import open_database
 from pfill.engine import schema
-from pfill.engine.db import init_schema
+from pfill.engine.db import create_schema, init_schema
 from tests.engine.helpers import AS_OF, PFILL, pfill_env
 
 
@@ -61,7 +61,9 @@ def test_db_init_demo_data_run_at_default_size(tmp_path: Path) -> None:
 
 
 def test_unknown_run_is_a_clean_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "runs", "show", "nope"])
+    base = ["--home", str(tmp_path)]
+    assert CliRunner().invoke(cli, [*base, "db", "init"]).exit_code == 0
+    result = CliRunner().invoke(cli, [*base, "runs", "show", "nope"])
     assert result.exit_code == 1 and "no run nope" in result.output
 
 
@@ -73,19 +75,23 @@ def test_schema_compiles_for_sql_server_with_filtered_index() -> None:
     assert "WHERE status IN ('Pending', 'PreProcessing', 'Allocating', 'PostProcessing')" in ddl
 
 
-def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
+def test_init_is_idempotent_and_completes_an_unversioned_schema(db_url: str) -> None:
     engine = open_database(db_url)
-    assert init_schema(engine)
-    assert init_schema(engine) == []
-    with engine.begin() as conn:
+    assert create_schema(engine) == ["created at 0001 (baseline)"]
+    assert create_schema(engine) == [] and init_schema(engine) == []
+    with engine.begin() as conn:  # an unversioned database from before the optimiser's run-history columns
+        conn.exec_driver_sql("DROP TABLE pfill_alembic_version")
         conn.exec_driver_sql("ALTER TABLE pfill_trade_base DROP COLUMN wa_price")
         conn.exec_driver_sql("DROP INDEX ix_pfill_pool_guide_run_pool")
-    assert sorted(init_schema(engine)) == ["added column pfill_trade_base.wa_price",
-                                           "created index ix_pfill_pool_guide_run_pool"]
-    with engine.begin() as conn:  # a database from before the optimiser's run-history columns
         for column in ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds"):
             conn.exec_driver_sql(f"ALTER TABLE pfill_run_history DROP COLUMN {column}")
-    assert len(init_schema(engine)) == 5 and init_schema(engine) == []
+    changes = init_schema(engine)
+    assert sorted(c for c in changes if "added" in c or "created index" in c) == [
+        f"unversioned schema: added column {c}" for c in (
+            "pfill_run_history.gap_pct", "pfill_run_history.lp_bound", "pfill_run_history.objective_value",
+            "pfill_run_history.solver_seconds", "pfill_run_history.strategy", "pfill_trade_base.wa_price")
+    ] + ["unversioned schema: created index ix_pfill_pool_guide_run_pool"]
+    assert changes[-1] == "stamped 0001 (baseline)" and init_schema(engine) == []
     outputs = [t for t in schema.OUTPUT_TABLES if t is not schema.pfill_run_history]
     assert all({"run_id", "tenant_id"} <= set(t.c.keys()) for t in outputs)
     assert all("tenant_id" in t.c for t in schema.INPUT_TABLES)
@@ -94,6 +100,7 @@ def test_init_is_idempotent_and_upgrades(db_url: str) -> None:
 def test_run_json_is_json_with_the_solver_in_a_fresh_process(tmp_path: Path) -> None:
     """HiGHS prints a banner on the C-level stdout of a process's first solver: it must not land in --json."""
     env = pfill_env(f"sqlite:///{tmp_path / 'engine.db'}")
+    subprocess.run([PFILL, "db", "init"], env=env, check=True, capture_output=True)
     subprocess.run([PFILL, "demo-data", "--loans", "300", "--trades", "8", "--as-of", AS_OF.isoformat()],
                    env=env, check=True, capture_output=True)
     done = subprocess.run([PFILL, "run", "--strategy", "optimal", "--as-of", AS_OF.isoformat(), "--json"],

@@ -1,0 +1,253 @@
+"""The versioned engine schema (Alembic): the revisions build exactly engine/schema.py; a database from
+before versioning is recognised, completed and stamped by `pfill db upgrade`; reads never change a
+schema and name the command that fixes it; `pfill db upgrade --sql` renders SQL Server DDL without a
+connection. On SQLite and PostgreSQL (the `db_url` fixture)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+
+from pfill.cli import cli
+from pfill.database import open_database
+from pfill.engine import db, demo_data, schema
+from tests.engine.helpers import AS_OF, PFILL, pfill_env
+
+OPTIMISER_COLUMNS = ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds")
+READS = (["runs", "list"], ["runs", "show", "latest"], ["runs", "latest"])
+WRITES = (["run", "--as-of", AS_OF.isoformat()], ["demo-data", "--loans", "50", "--trades", "3"],
+          ["runs", "reconcile"])
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PFILL_HOME", str(tmp_path / "home"))
+
+
+def _pfill(url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--db", url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _tables(engine: sa.Engine) -> dict[str, set[str]]:
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return {t: {c["name"] for c in inspector.get_columns(t)}
+                | {f"index:{i['name']}" for i in inspector.get_indexes(t)} for t in inspector.get_table_names()}
+
+
+def _legacy(engine: sa.Engine, *, before_optimiser: bool = False) -> None:
+    """A database as the pre-migrations `pfill db init` left it: every table of the model, no version
+    table; optionally from before the optimiser's run-history columns and one index."""
+    with engine.begin() as conn:
+        for table in schema.metadata.sorted_tables:  # what the old init_schema did on an empty database
+            table.create(conn)
+        if before_optimiser:
+            for column in OPTIMISER_COLUMNS:
+                conn.exec_driver_sql(f"ALTER TABLE pfill_run_history DROP COLUMN {column}")
+            conn.exec_driver_sql("DROP INDEX ix_pfill_pool_guide_run_pool")
+
+
+def test_the_revisions_build_exactly_the_model(db_url: str) -> None:
+    engine = open_database(db_url)
+    assert db.schema_state(engine).status == "absent"
+    assert db.create_schema(engine) == ["created at 0001 (baseline)"]
+    assert db.create_schema(engine) == [] and db.upgrade_schema(engine) == []
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
+    assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
+    state = db.schema_state(engine)
+    assert (state.status, state.current, state.head, state.pending) == ("current", "0001", db.head(), [])
+    assert set(_tables(engine)) == {t.name for t in schema.metadata.sorted_tables} | {db.VERSION_TABLE}
+
+
+@pytest.mark.parametrize("before_optimiser", [False, True], ids=["at-baseline", "before-optimiser"])
+def test_an_unversioned_database_is_recognised_completed_and_stamped(db_url: str, before_optimiser: bool) -> None:
+    engine = open_database(db_url)
+    _legacy(engine, before_optimiser=before_optimiser)
+    demo_data.replace_tenant_inputs(engine, "demo", demo_data.generate(120, 4, seed=3, as_of=AS_OF))
+    untouched = _tables(engine)
+    state = db.schema_state(engine)
+    assert (state.status, state.current, state.pending) == ("unversioned", None, ["0001"])
+
+    # reads refuse without changing anything; so do writes
+    for args in (*READS, *WRITES):
+        code, _, err = _pfill(db_url, *args)
+        assert code == 1, (args, err)
+        assert "schema is at an unversioned engine schema" in err and "run `pfill db upgrade`" in err, err
+    assert _tables(engine) == untouched
+
+    code, out, err = _pfill(db_url, "db", "current", "--json")
+    assert code == 0 and json.loads(out)["status"] == "unversioned"
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0, err
+    added = [f"unversioned schema: added column pfill_run_history.{c}" for c in OPTIMISER_COLUMNS]
+    added += ["unversioned schema: created index ix_pfill_pool_guide_run_pool"]
+    assert ("added column" in err) == before_optimiser and all(line in err for line in added if before_optimiser)
+    assert "stamped 0001 (baseline)" in err and "schema at 0001 (baseline), the head" in err
+    assert db.schema_state(engine).status == "current"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM loan")).scalar() == 120  # nothing lost
+        diffs = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
+    code, out, err = _pfill(db_url, "run", "--as-of", AS_OF.isoformat(), "--strategy", "greedy")
+    assert code == 0, err
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and "already up to date" in err
+
+
+def test_reads_on_a_database_without_the_schema(db_url: str, tmp_path: Path) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:  # an empty file, or a database with someone else's table
+        conn.exec_driver_sql("CREATE TABLE other_app (id INTEGER)")
+    for args in (*READS, *WRITES):
+        code, _, err = _pfill(db_url, *args)
+        assert code == 1 and "is not initialised for the engine (it has 1 other table(s))" in err, err
+        assert "hint: not initialised; run `pfill db init`" in err
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 1 and "run `pfill db init`" in err
+    assert set(_tables(engine)) == {"other_app"}
+    missing = tmp_path / "nowhere" / "pfill.db"
+    code, _, err = _pfill(f"sqlite:///{missing}", "runs", "list")
+    assert code == 1 and "database not found" in err and not missing.parent.exists()
+    code, _, _ = _pfill(db_url, "db", "init")
+    assert code == 0 and db.schema_state(engine).status == "current" and "other_app" in _tables(engine)
+
+
+# -- a second revision, to test a database that is behind -------------------------------------------------
+
+SECOND = '''"""add pfill_run_history.note: a test revision
+
+Revision ID: 0002
+Revises: 0001
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pfill_run_history") as batch:
+        batch.add_column(sa.Column("note", sa.String(200), comment="A test column"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("pfill_run_history") as batch:
+        batch.drop_column("note")
+'''
+
+
+@pytest.fixture
+def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The packaged migrations plus a revision 0002, in a folder of their own."""
+    with db._migrations() as packaged:
+        folder = tmp_path / "migrations"
+        shutil.copytree(packaged, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "r0002_note.py").write_text(SECOND)
+
+    @contextlib.contextmanager
+    def migrations() -> Iterator[Path]:
+        yield folder
+
+    monkeypatch.setattr(db, "_migrations", migrations)
+    db._script.cache_clear()
+    db.baseline_metadata.cache_clear()
+    yield folder
+    db._script.cache_clear()
+    db.baseline_metadata.cache_clear()
+
+
+def test_a_database_behind_is_upgraded_and_reads_say_so(db_url: str, second_revision: Path) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:  # a database at 0001, made by the previous pfill
+        db.command.upgrade(db.alembic_config(conn), "0001")
+    state = db.schema_state(engine)
+    assert (state.status, state.current, state.head, state.pending) == ("behind", "0001", "0002", ["0002"])
+    before = _tables(engine)
+    for args in (*READS, *WRITES):
+        code, _, err = _pfill(db_url, *args)
+        assert code == 1, (args, err)
+        assert "schema is at 0001 (baseline), this pfill needs 0002 (add pfill_run_history.note)" in err, err
+        assert "hint: run `pfill db upgrade`" in err
+    assert _tables(engine) == before
+    code, out, _ = _pfill(db_url, "db", "upgrade", "--sql", "--from", "0001", "--dialect", "postgresql")
+    assert code == 0 and "ALTER TABLE pfill_run_history ADD COLUMN note VARCHAR(200)" in out
+    assert "UPDATE pfill_alembic_version SET version_num='0002' WHERE pfill_alembic_version.version_num = '0001'" in out
+    assert "CREATE TABLE loan" not in out
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and "upgraded 0001 -> 0002 (add pfill_run_history.note)" in err, err
+    assert "note" in _tables(engine)["pfill_run_history"] and db.schema_state(engine).status == "current"
+
+
+def test_an_unversioned_database_is_stamped_at_the_baseline_then_upgraded(db_url: str, second_revision: Path) -> None:
+    engine = open_database(db_url)
+    _legacy(engine)
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0002" in err, err
+    assert "note" in _tables(engine)["pfill_run_history"]
+
+
+def test_a_database_ahead_of_this_pfill(db_url: str) -> None:
+    engine = open_database(db_url)
+    db.create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {db.VERSION_TABLE} SET version_num = '0099'"))
+    for args in (["runs", "list"], ["db", "upgrade"], ["db", "init"]):
+        code, _, err = _pfill(db_url, *args)
+        assert code == 1 and "schema is at 0099, newer than this pfill knows (head 0001" in err, err
+        assert "hint: upgrade pfill-kit" in err
+    code, out, _ = _pfill(db_url, "db", "current", "--json")
+    assert code == 0 and json.loads(out)["status"] == "ahead"
+
+
+# -- the SQL for a DBA ------------------------------------------------------------------------------------
+
+def test_upgrade_sql_for_sql_server_without_a_connection(tmp_path: Path) -> None:
+    code, sql, err = _pfill(f"sqlite:///{tmp_path / 'not-created.db'}", "db", "upgrade", "--sql", "--dialect", "mssql")
+    assert code == 0, err
+    assert not (tmp_path / "not-created.db").exists()
+    for table in schema.metadata.sorted_tables:
+        assert f"CREATE TABLE {table.name} (" in sql
+    # BR-8: the filtered unique index
+    assert ("CREATE UNIQUE INDEX ux_pfill_run_history_active_tenant ON pfill_run_history (tenant_id) "
+            "WHERE status IN ('Pending', 'PreProcessing', 'Allocating', 'PostProcessing');") in sql
+    assert "CREATE TABLE pfill_alembic_version" in sql and "VALUES ('0001')" in sql
+    assert "\nGO\n" in sql and sql.count("BEGIN TRANSACTION;") == sql.count("COMMIT;") >= 1
+    assert "lock_date DATE NULL" in sql and "options_json VARCHAR(max) NULL" in sql
+    assert "sp_addextendedproperty 'MS_Description', N'The loan pipeline" in sql
+    # the dialect of the URL when --dialect is not given; the server is never contacted
+    url = "mssql+pyodbc://pfill:secret@no-such-host.invalid/powerfill?driver=ODBC+Driver+18+for+SQL+Server"
+    code, from_url, err = _pfill(url, "db", "upgrade", "--sql")
+    assert code == 0 and from_url == sql, err
+    code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", "0001")
+    assert code == 0 and out.strip() == "-- nothing to apply: 0001 is the head revision"
+    code, _, err = _pfill(url, "db", "upgrade", "--sql", "--from", "0007")
+    assert code == 2 and "--from 0007: not a revision of this pfill (0001)" in err
+    code, _, err = _pfill(url, "db", "upgrade", "--dialect", "mssql")
+    assert code == 2 and "--dialect and --from go with --sql" in err
+
+
+def test_the_migrations_are_found_from_any_directory(tmp_path: Path) -> None:
+    """The real `pfill`, started in another folder: the migrations come with the package."""
+    env = pfill_env(f"sqlite:///{tmp_path / 'engine.db'}")
+    for args in (["db", "init"], ["db", "current", "--json"], ["db", "upgrade", "--sql", "--dialect", "mssql"]):
+        done = subprocess.run([PFILL, *args], env=env, cwd="/", capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert json.loads(subprocess.run([PFILL, "db", "current", "--json"], env=env, cwd="/", capture_output=True,
+                                     text=True).stdout)["current"] == "0001"
+    assert "CREATE TABLE loan" in done.stdout
+    assert not list(Path("/").glob("alembic*")) and not (tmp_path / "alembic.ini").exists()
