@@ -1,6 +1,7 @@
 """The PowerFill engine: fills the pfill_* tables that the dashboards read, one run at a time.
 
 - data in and out: schema.py (the tables), db.py (open the database, create or upgrade the schema),
+  migrations/ (the Alembic revisions that version it: `pfill db init | upgrade | current`),
   inputs.py (a tenant's inputs as numpy arrays), bulk.py (fast bulk writes)
 - market rules: market.py (instruments, limits, cash window), pairs.py (eligible pairs), reasons.py
 - one run: context.py (RunContext), state.py (the typed step outputs), pipeline.py (execute_run),
