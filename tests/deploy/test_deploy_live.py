@@ -28,8 +28,9 @@ def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target,
     first = deploy_target.pfill("apply", "--env", "it", "--yes", "--json")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
-    # two import bundles for a new tenant: its database on its own, then everything that reads it
-    assert [(s["applied"], s["writes"]) for s in summary] == [(42, 2), (42, 2)]
+    # 42 objects and the tenant's viewer role; writes: two import bundles (the new database on its
+    # own, then everything that reads it), then the role (create, its grants, its 8 dashboards)
+    assert [(s["applied"], s["writes"]) for s in summary] == [(43, 12), (43, 12)]
     for tenant in ("lite", "pg"):
         assert _counts(managed_objects("it", tenant)) == EXPECTED
 
