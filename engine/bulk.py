@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -18,14 +17,20 @@ BATCH_ROWS = 100_000
 def _as_list(values: Any) -> list[Any]:
     """Python values every driver takes: dates as ISO text, booleans as 0/1, NaN as None."""
     if isinstance(values, np.ndarray):
-        if values.dtype.kind == "M":
-            days = values.astype("datetime64[D]")
-            text = np.datetime_as_string(days, unit="D").tolist()
-            return [None if t == "NaT" else t for t in text]
+        if values.dtype.kind == "M":  # a few distinct dates in a long column: format each once
+            distinct, index = np.unique(values.astype("datetime64[D]"), return_inverse=True)
+            text = np.array([None if t == "NaT" else t for t in np.datetime_as_string(distinct, unit="D").tolist()],
+                            dtype=object)
+            return text[index.reshape(-1)].tolist()
         if values.dtype.kind == "b":
             return values.astype(np.int8).tolist()
         if values.dtype.kind == "f":
-            return [None if math.isnan(v) else v for v in values.tolist()]
+            missing = np.isnan(values)
+            if not missing.any():
+                return values.tolist()
+            boxed = values.astype(object)
+            boxed[missing] = None
+            return boxed.tolist()
         return values.tolist()
     return list(values)
 

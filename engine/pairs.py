@@ -8,15 +8,23 @@ import numpy as np
 from .market import INSTRUMENTS
 
 
+def member(values: np.ndarray, wanted: object) -> np.ndarray:
+    """(len(values),) bool: each value is one of `wanted`. For object (text) arrays, where np.isin sorts
+    Python objects and takes a second per 100k loans, a set lookup per value takes milliseconds."""
+    allowed = {w for w in np.asarray(wanted, dtype=object).tolist() if w is not None}
+    return np.fromiter((v in allowed for v in values.tolist()), dtype=bool, count=len(values))
+
+
 def rate_window_pairs(loan_rate: np.ndarray, loan_product: np.ndarray, loan_ok: np.ndarray,
                       trade_instrument: np.ndarray, trade_coupon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(loan index, trade index) for every pair whose product fits the instrument and whose note rate
     lies in coupon + [min_spread, max_spread] (both ends inclusive)."""
+    product = loan_product.astype(object)
     loans_out: list[np.ndarray] = []
     trades_out: list[np.ndarray] = []
     for code, spec in INSTRUMENTS.items():
         trade_idx = np.flatnonzero(trade_instrument == code)
-        loan_idx = np.flatnonzero(loan_ok & np.isin(loan_product, spec.products))
+        loan_idx = np.flatnonzero(loan_ok & member(product, spec.products))
         if len(trade_idx) == 0 or len(loan_idx) == 0:
             continue
         by_rate = loan_idx[np.argsort(loan_rate[loan_idx], kind="stable")]

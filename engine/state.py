@@ -4,12 +4,12 @@ Each record is a field of RunContext that is None until its step has run:
 
     cash_grid    -> ctx.cash        CashSlots       per loan: its cash-window cell and price
     settle_price -> ctx.pricing     Pricing         per trade: days and financing; pay-ups per loan
-    candidates   -> ctx.candidates  Candidates      eligible pairs, scored and ranked; per-loan flags
+    candidates   -> ctx.candidates  Candidates      eligible options (loan x trade group); per-loan flags
     allocation   -> ctx.allocation  Allocation      per loan: trade, target pool, cash or kicked out
     pool_guide, synthetic                           write tables only
 
 Arrays are indexed like the inputs: (n,) per loan of `ctx.inputs.loans`, (m,) per trade of
-`ctx.inputs.trades`, (k,) per candidate pair.
+`ctx.inputs.trades`, (k,) per candidate option.
 """
 
 from __future__ import annotations
@@ -46,15 +46,19 @@ class Pricing:
 
 @dataclass
 class Candidates:
-    """Step 3 (candidates): every eligible loan x trade pair (k,), and per-loan facts (n,)."""
+    """Step 3 (candidates): the eligible options (k,) and per-loan facts (n,).
 
-    loan: np.ndarray  # (k,) loan index
-    trade: np.ndarray  # (k,) trade index
-    price: np.ndarray  # (k,) trade price
+    Trades come in groups (one instrument, coupon and settlement date: the same loans are eligible for
+    all of them, at the same pay-up and carry). An option is a loan and a group; the pairs are every
+    trade of the group, each priced at the trade's price: score(loan, trade) = option score + price."""
+
+    loan: np.ndarray  # (k,) loan index (options sorted by loan, then group)
+    group: np.ndarray  # (k,) trade group index
     payup: np.ndarray  # (k,) pay-up points
     carry: np.ndarray  # (k,) carry points to settlement
-    score: np.ndarray  # (k,) price + pay-up [+ carry]
-    rank: np.ndarray  # (k,) 1-based rank within the loan, best first
+    score: np.ndarray  # (k,) pay-up [+ carry]: the loan's part of the score (the pair adds the trade's price)
+    trade_group: np.ndarray  # (m,) group of each trade
+    pair_count: int  # eligible loan x trade pairs
     loan_current_trade: np.ndarray  # (n,) trade of the loan's existing pool, -1 none
     loan_fixed_trade: np.ndarray  # (n,) trade a locked loan stays in, -1 none
     loan_locked: np.ndarray  # (n,) bool: in the lockdown guide

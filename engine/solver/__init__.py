@@ -2,11 +2,14 @@
 
     result = allocate(problem, "optimal")      # or "greedy"; see STRATEGIES
 
-- problem.py     AllocationProblem, TradeLimits, AllocationResult, build_result, PASS_* codes, EPS
-- greedy.py      the staged greedy (setup, first pass by stage, orphan sweep, substitution)
-- optimal.py     LP relaxation (HiGHS) + rounding + repair, with a proven bound; built from
-                 objective.py (what an allocation is worth), buckets.py (interchangeable loans),
-                 components.py (independent blocks), lp_model.py (the LP), rounding.py, repair.py
+- problem.py     AllocationProblem (loans, trades in groups, options: the (loan, group) pairs), TradeLimits,
+                 AllocationResult, build_result, PASS_* codes, EPS
+- greedy.py      the staged greedy (setup, first pass by stage, orphan sweep, substitution): the reference
+- optimal.py     LP relaxation (HiGHS) + rounding + repair + packing, and the exact MIP (HiGHS branch and
+                 bound) on components small enough to prove, with a true bound; built from objective.py
+                 (what an allocation is worth), buckets.py (interchangeable loans), components.py
+                 (independent blocks), lp_model.py (the LP), rounding.py, repair.py, pack.py (knapsack
+                 per trade), mip.py (the MIP)
 
 Imports point one way: this module imports the strategies; no solver module imports this one or
 anything of the engine above the solver (only the leaf `pfill.engine.reasons` codes).

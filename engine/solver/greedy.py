@@ -1,19 +1,23 @@
 """The `greedy` strategy: the staged greedy over the allocation arrays, never a loop over loans x trades.
 
-Every round is a handful of sorts and grouped cumulative sums over the live proposals.
+Every round is a handful of sorts and grouped cumulative sums over the live proposals. Loans walk the
+trades of their options' groups (best premium first, merged across groups by score), so a round costs
+the live options, not the eligible pairs.
 
 Greedy, in the spirit of the original (setup, first pass, substitution, orphan sweep):
 1. setup: locked loans are fixed into their pool's trade and count towards its fill.
 2. first pass, stage by stage (constraint priority): every unplaced loan proposes to its best
-   remaining trade of the stage; each trade accepts proposals in score order while the running
-   UPB stays within the trade amount and high-balance loans within the cap. A loan whose proposal
-   cannot fit moves on to its next trade.
+   remaining trade of the stage that can still take it (room and high-balance cap); each trade
+   accepts proposals in score order while the running UPB stays within the trade amount and
+   high-balance loans within the cap. A loan not accepted proposes again next round.
 3. orphan sweep: loans still unplaced fill any eligible trade up to its max allowed.
 4. substitution (up to 20 iterations): trades still short take loans from trades that stay above
    their own min allowed without them, then another orphan sweep.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from .problem import (
     PASS_SUBSTITUTION,
     AllocationProblem,
     AllocationResult,
+    ranges,
 )
 
 STABILITY_BONUS = 1.0  # points added, for ordering only, to a pooled loan's current trade
@@ -44,7 +49,7 @@ def _grouped_cumsum(groups_sorted: np.ndarray, values: np.ndarray) -> np.ndarray
 
 
 class _GreedyState:
-    """The greedy's working assignment: placements, fills per trade, and the proposal priorities."""
+    """The greedy's working assignment: placements, fills per trade, and the options still to try."""
 
     def __init__(self, p: AllocationProblem) -> None:
         self.p = p
@@ -60,10 +65,7 @@ class _GreedyState:
         self.count = np.zeros(m, dtype=np.int64)
         self.upb = p.loan_upb.astype(float)
         self.hb = p.loan_high_balance.astype(bool)
-        keep = p.loan_fixed_trade[p.cand_loan] < 0  # locked loans do not move
-        self.cand = np.flatnonzero(keep)
-        bonus = (p.cand_trade == p.loan_current_trade[p.cand_loan]) * STABILITY_BONUS
-        self.priority = p.cand_score + bonus
+        self.free_opt = np.flatnonzero(p.loan_fixed_trade[p.opt_loan] < 0)  # locked loans do not move
         self.rounds = 0
 
     def place(self, loans: np.ndarray, trades: np.ndarray, pass_code: int) -> None:
@@ -83,72 +85,134 @@ class _GreedyState:
         self.loan_trade[loans] = -1
         self.loan_pass[loans] = PASS_NONE
 
-    def fill_rounds(self, pairs: np.ndarray, limit: np.ndarray, pass_code: int) -> None:
-        """Proposal rounds over `pairs` (candidate indices) for unplaced loans, up to `limit` per trade."""
+    def _walks(self, allowed: np.ndarray) -> _Walks:
+        """The lists the unplaced loans walk: per option the allowed trades of its group, best premium
+        first; a loan's current trade (its pool's) is a list of its own, tried at its score plus the
+        stability bonus, and skipped in its group's list."""
         p = self.p
-        pairs = pairs[self.loan_trade[p.cand_loan[pairs]] < 0]
-        if len(pairs) == 0:
-            return
-        order = pairs[np.lexsort((-self.priority[pairs], p.cand_loan[pairs]))]
-        loans_sorted = p.cand_loan[order]
-        _, first = np.unique(loans_sorted, return_index=True)
-        ends = np.r_[first[1:], len(order)]
-        ptr = first.copy()
-        alive = np.ones(len(first), dtype=bool)
+        _, trades = p.group_trades()
+        listed = trades[allowed[trades]]
+        list_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[listed], minlength=p.n_groups))]
+        opts = self.free_opt[self.loan_trade[p.opt_loan[self.free_opt]] < 0]
+        g = p.opt_group[opts]
+        opts = opts[list_start[g + 1] > list_start[g]]
+        loan, g = p.opt_loan[opts], p.opt_group[opts]
+        current = p.loan_current_trade[loan]
+        safe = np.maximum(current, 0)
+        own = (current >= 0) & (p.trade_group[safe] == g) & allowed[safe]
+        k = int(own.sum())
+        entry_loan = np.r_[loan, loan[own]]
+        lo = np.r_[list_start[g], len(listed) + np.arange(k)]
+        order = np.argsort(entry_loan, kind="stable")
+        return _Walks(
+            trades=np.r_[listed, current[own]], loan=entry_loan[order],
+            score=np.r_[p.opt_score[opts], p.opt_score[opts[own]]][order],
+            bonus=np.r_[np.zeros(len(opts)), np.full(k, STABILITY_BONUS)][order],
+            skip=np.r_[np.where(own, current, -1), np.full(k, -1)][order],
+            ptr=lo[order], end=np.r_[list_start[g + 1], lo[len(opts):] + 1][order],
+        )
+
+    def _skip_dead(self, w: _Walks, idx: np.ndarray, limit: np.ndarray) -> np.ndarray:
+        """Move each walk in `idx` past the trades that cannot take its loan now (too little room, or the
+        high-balance cap); returns the walks with a trade left."""
+        check = idx
+        while len(check):
+            head = w.trades[w.ptr[check]]
+            loan = w.loan[check]
+            upb, hb = self.upb[loan], self.hb[loan]
+            too_big = upb > limit[head] - self.fill[head] + EPS
+            hb_block = hb & (upb > self.hb_cap[head] - self.hb_fill[head] + EPS)
+            skip = head == w.skip[check]
+            self.hb_rejected[loan[hb_block & ~too_big & ~skip]] = True
+            dead = check[skip | too_big | hb_block]
+            w.ptr[dead] += 1
+            check = dead[w.ptr[dead] < w.end[dead]]
+        return idx[w.ptr[idx] < w.end[idx]]
+
+    def fill_rounds(self, allowed: np.ndarray, limit: np.ndarray, pass_code: int) -> None:
+        """Proposal rounds for the unplaced loans over the `allowed` trades, up to `limit` per trade: each
+        loan proposes to its best trade that can still take it; each trade accepts in priority order
+        while its running UPB (and high-balance UPB) fits."""
+        p = self.p
+        w = self._walks(allowed)
+        idx = np.arange(len(w.loan))
         while True:
-            active = np.flatnonzero(alive & (ptr < ends))
-            if len(active) == 0:
+            idx = self._skip_dead(w, idx, limit)
+            if len(idx) == 0:
                 break
             self.rounds += 1
-            pair = order[ptr[active]]
-            loan, trade = p.cand_loan[pair], p.cand_trade[pair]
-            upb, hb = self.upb[loan], self.hb[loan]
-            room = limit[trade] - self.fill[trade]
-            hb_room = self.hb_cap[trade] - self.hb_fill[trade]
-            too_big = upb > room + EPS
-            hb_block = hb & (upb > hb_room + EPS)
-            self.hb_rejected[loan[hb_block & ~too_big]] = True
-            reject = too_big | hb_block
-            ptr[active[reject]] += 1  # that trade can never take this loan now: try the next one
-            fits = np.flatnonzero(~reject)
-            if len(fits) == 0:
-                continue
-            o = fits[np.lexsort((-self.priority[pair[fits]], trade[fits]))]
-            t_sorted = trade[o]
-            cum = _grouped_cumsum(t_sorted, upb[o])
-            hb_cum = _grouped_cumsum(t_sorted, upb[o] * hb[o])
-            ok = (cum <= room[o] + EPS) & (~hb[o] | (hb_cum <= hb_room[o] + EPS))
-            accepted = o[ok]
-            self.place(loan[accepted], trade[accepted], pass_code)
-            alive[active[accepted]] = False
+            head = w.trades[w.ptr[idx]]
+            loan = w.loan[idx]
+            priority = w.score[idx] + p.trade_premium[head] + w.bonus[idx]
+            # each loan's best walk (ties: the lower trade index); idx is sorted by loan
+            seg = np.flatnonzero(np.r_[True, loan[1:] != loan[:-1]])
+            size = np.diff(np.r_[seg, len(idx)])
+            best = priority == np.repeat(np.maximum.reduceat(priority, seg), size)
+            key = np.where(best, head, np.iinfo(np.int64).max)
+            hit = np.flatnonzero(best & (head == np.repeat(np.minimum.reduceat(key, seg), size)))
+            first = hit[np.r_[True, loan[hit][1:] != loan[hit][:-1]]]
+            loan, trade, priority = loan[first], head[first], priority[first]
+            # each trade takes its proposals in priority order while they fit (first fit: a proposal
+            # that no longer fits is passed over; it finds the trade full next round)
+            o = np.lexsort((-priority, trade))
+            while len(o):
+                t_sorted, upb, hb = trade[o], self.upb[loan[o]], self.hb[loan[o]]
+                cum = _grouped_cumsum(t_sorted, upb)
+                hb_cum = _grouped_cumsum(t_sorted, upb * hb)
+                room = (limit - self.fill)[t_sorted]
+                hb_room = (self.hb_cap - self.hb_fill)[t_sorted]
+                ok = (cum <= room + EPS) & (~hb | (hb_cum <= hb_room + EPS))
+                accepted = o[ok]
+                if len(accepted) == 0:
+                    break
+                self.place(loan[accepted], trade[accepted], pass_code)
+                o = o[~ok]
+                left = (upb[~ok] <= (limit - self.fill)[trade[o]] + EPS) & (
+                    ~hb[~ok] | (upb[~ok] <= (self.hb_cap - self.hb_fill)[trade[o]] + EPS))
+                o = o[left]
+            idx = idx[self.loan_trade[w.loan[idx]] < 0]
 
     def substitute(self) -> int:
         """Move loans from trades with slack into short trades; returns the number of moves."""
         p = self.p
         moves = 0
+        _, trades = p.group_trades()
         for _ in range(MAX_SUBSTITUTION_ITERATIONS):
             short = self.fill < self.min_allowed - EPS
             if not short.any():
                 break
-            c = self.cand
-            loan, dest = p.cand_loan[c], p.cand_trade[c]
+            # loans that can leave their trade (it stays above its min without them)
+            opts = self.free_opt
+            loan = p.opt_loan[opts]
             donor = self.loan_trade[loan]
-            upb = self.upb[loan]
-            ok = (short[dest] & (donor >= 0) & (donor != dest) & (self.loan_pass[loan] != PASS_LOCKED))
             safe_donor = np.maximum(donor, 0)
-            ok &= self.fill[safe_donor] - upb >= self.min_allowed[safe_donor] - EPS
-            ok &= upb <= self.max_allowed[dest] - self.fill[dest] + EPS
-            ok &= ~self.hb[loan]  # high-balance loans stay put here, so the caps need no re-check
-            sel = c[ok]
-            if len(sel) == 0:
+            ok = (donor >= 0) & (self.loan_pass[loan] != PASS_LOCKED) & ~self.hb[loan]
+            ok &= self.fill[safe_donor] - self.upb[loan] >= self.min_allowed[safe_donor] - EPS
+            short_trades = trades[short[trades]]
+            short_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[short_trades], minlength=p.n_groups))]
+            g = p.opt_group[opts]
+            ok &= short_start[g + 1] > short_start[g]
+            opts = opts[ok]
+            if len(opts) == 0:
                 break
+            # every (loan, short trade of its group) pair
+            g = p.opt_group[opts]
+            count = short_start[g + 1] - short_start[g]
+            rep = np.repeat(opts, count)
+            dest = short_trades[ranges(short_start[g], count)]
+            loan, upb = p.opt_loan[rep], self.upb[p.opt_loan[rep]]
+            donor = self.loan_trade[loan]
+            fits = (dest != donor) & (upb <= self.max_allowed[dest] - self.fill[dest] + EPS)
+            rep, dest, loan, upb, donor = rep[fits], dest[fits], loan[fits], upb[fits], donor[fits]
+            if len(rep) == 0:
+                break
+            bonus = (dest == p.loan_current_trade[loan]) * STABILITY_BONUS
+            priority = p.opt_score[rep] + p.trade_premium[dest] + bonus
             # One move per loan (its best destination); prefix sums keep destinations within max
             # and donors within their min.
-            sel = sel[np.lexsort((-self.priority[sel], p.cand_loan[sel]))]
-            _, first = np.unique(p.cand_loan[sel], return_index=True)
-            sel = sel[first]
-            loan, dest = p.cand_loan[sel], p.cand_trade[sel]
-            donor, upb = self.loan_trade[loan], self.upb[loan]
+            sel = np.lexsort((dest, -priority, loan))
+            sel = sel[np.r_[True, loan[sel][1:] != loan[sel][:-1]]]
+            loan, dest, donor, upb = loan[sel], dest[sel], donor[sel], upb[sel]
             o = np.lexsort((-upb, dest))
             in_dest = _grouped_cumsum(dest[o], upb[o]) <= (self.max_allowed - self.fill)[dest[o]] + EPS
             o = o[in_dest]
@@ -163,6 +227,20 @@ class _GreedyState:
         return moves
 
 
+@dataclass
+class _Walks:
+    """The lists a fill round walks, one per (loan, option) plus one per loan's current trade; sorted by
+    loan. Walk e tries trades[ptr[e]:end[e]] in order."""
+
+    trades: np.ndarray  # the concatenated lists
+    loan: np.ndarray
+    score: np.ndarray  # the option's score (the trade's premium is added per trade)
+    bonus: np.ndarray  # STABILITY_BONUS on a current-trade walk
+    skip: np.ndarray  # the trade this walk leaves to the current-trade walk, -1 none
+    ptr: np.ndarray
+    end: np.ndarray
+
+
 def greedy(problem: AllocationProblem) -> AllocationResult:
     """The staged greedy (see the module docstring)."""
     p = problem
@@ -170,12 +248,12 @@ def greedy(problem: AllocationProblem) -> AllocationResult:
     fixed = np.flatnonzero(p.loan_fixed_trade >= 0)
     s.place(fixed, p.loan_fixed_trade[fixed], PASS_LOCKED)
     for stage in np.unique(p.trade_stage):
-        pairs = s.cand[p.trade_stage[p.cand_trade[s.cand]] == stage]
-        s.fill_rounds(pairs, p.trade_amount, PASS_FIRST)
-    s.fill_rounds(s.cand, s.max_allowed, PASS_ORPHAN)
+        s.fill_rounds(p.trade_stage == stage, p.trade_amount, PASS_FIRST)
+    everywhere = np.ones(p.n_trades, dtype=bool)
+    s.fill_rounds(everywhere, s.max_allowed, PASS_ORPHAN)
     moves = s.substitute()
     if moves:
-        s.fill_rounds(s.cand, s.max_allowed, PASS_ORPHAN)
+        s.fill_rounds(everywhere, s.max_allowed, PASS_ORPHAN)
     return _result(p, s, moves)
 
 
@@ -184,11 +262,10 @@ def _result(p: AllocationProblem, s: _GreedyState, moves: int) -> AllocationResu
     reason = np.where(p.loan_no_candidate_reason > 0, p.loan_no_candidate_reason,
                       np.where(s.hb_rejected, reasons.HIGH_BALANCE_CAP, reasons.TRADES_FULL))
     loan_reason = np.where(unplaced, reason, reasons.PLACED).astype(np.int8)
-    chosen = (s.loan_trade[p.cand_loan] == p.cand_trade) & (s.loan_pass[p.cand_loan] != PASS_LOCKED)
     return AllocationResult(
         loan_trade=s.loan_trade, loan_pass=s.loan_pass, loan_reason=loan_reason,
         trade_allocated_upb=s.fill, trade_allocated_count=s.count, trade_high_balance_upb=s.hb_fill,
         trade_tolerance=s.limits.tolerance, trade_min=s.min_allowed, trade_max=s.max_allowed,
-        trade_status=s.limits.status(s.fill, s.count), cand_chosen=chosen,
+        trade_status=s.limits.status(s.fill, s.count),
         stats={"rounds": s.rounds, "substitution_moves": moves},
     )

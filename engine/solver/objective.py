@@ -66,10 +66,10 @@ class Valuation:
 
 
 def loan_trade_points(p: AllocationProblem, loan_trade: np.ndarray) -> np.ndarray:
-    """(n,) the score of each free placed loan's pair (NaN where not placed or locked)."""
+    """(n,) the score of each free placed loan's pair (NaN where not placed, locked or not eligible)."""
     points = np.full(p.n_loans, np.nan)
-    chosen = (loan_trade[p.cand_loan] == p.cand_trade) & (p.loan_fixed_trade[p.cand_loan] < 0)
-    points[p.cand_loan[chosen]] = p.cand_score[chosen]
+    free = np.flatnonzero((loan_trade >= 0) & (p.loan_fixed_trade < 0))
+    points[free] = p.pair_score(free, loan_trade[free])
     return points
 
 

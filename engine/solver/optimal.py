@@ -1,25 +1,33 @@
-"""The `optimal` strategy: the allocation LP solved with HiGHS, rounded to whole loans, repaired.
+"""The `optimal` strategy: the allocation LP solved with HiGHS, rounded to whole loans, repaired, and on
+components small enough to prove, the exact MIP warm-started from that allocation.
 
 1. Economics (objective.py): a placement is worth UPB x (score - cash price, or 0 when the loan would be
    kicked out); a trade below its min allowed pays pair-off points on the shortfall.
 2. Buckets (buckets.py): loans with identical options are one LP unit, so the LP over buckets has the
    same optimum as the loan-level relaxation at a fraction of the size.
-3. Decomposition (components.py): connected components of the bucket-trade graph are solved as
-   separate LPs (lp_model.py, HiGHS dual simplex, one time limit for all). Small instances (up to
-   EXACT_MIP_MAX_LOANS loans with options) skip the buckets and solve the exact MIP instead.
-4. Rounding (rounding.py): each bucket's dollars are dealt to its trades loan by loan; trades over their
-   max or high-balance cap give back their least valuable loans.
-5. Repair (repair.py): short trades pull loans from the cash window and from trades with room above
-   their own min; then every loan that still has a positive-gain move takes it.
-The LP value is an upper bound on any allocation, so gap = (bound - value) / (bound - baseline) is a
-certificate: the allocation is provably within that fraction of the best premium.
+3. Decomposition (components.py): connected components of the bucket-group graph (programs, coupons,
+   settlements that share no loan) are separate LPs (lp_model.py: a flow bucket -> group -> trade, HiGHS
+   dual simplex, one time limit for all).
+4. Rounding (rounding.py): each bucket's dollars are dealt to its groups loan by loan, then each group's
+   loans to its trades in proportion to the LP's dollars.
+5. Repair (repair.py): trades over a hard limit give back loans; short trades pull loans from the cash
+   window and from trades with room above their own min; every loan that still has a positive-gain move
+   takes it.
+6. MIP (mip.py): a component with at most MIP_MAX_LOANS loans (and MIP_MAX_PAIRS pairs that fit) is
+   solved exactly by HiGHS's branch and bound from the repaired allocation, within its share of
+   MIP_SECONDS. Its dual bound replaces the LP's for that component; its allocation is taken when it is
+   worth more and fills every trade of the fill set.
+
+The bound (`lp_bound`) is an upper bound on the objective of *any* allocation that respects the hard
+limits: the sum over components of the MIP's dual bound or the LP relaxation without the fill set. So
+gap = (bound - value) / (bound - baseline) is a certificate on the premium, and `proven_optimal` (gap
+within a dollar per component) means no allocation is worth more.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,13 +36,31 @@ from .buckets import Buckets, loan_buckets
 from .components import trade_components
 from .greedy import greedy
 from .lp_model import Arcs, Bands, ComponentLP
-from .problem import PASS_LOCKED, PASS_LP, PASS_NONE, PASS_REPAIR, AllocationProblem, AllocationResult, build_result
+from .mip import ABS_GAP_DOLLARS, REL_GAP, ComponentMIP, fitting_pairs
+from .pack import pack
+from .problem import (
+    EPS,
+    PASS_LOCKED,
+    PASS_LP,
+    PASS_MIP,
+    PASS_NONE,
+    PASS_REPAIR,
+    AllocationProblem,
+    AllocationResult,
+    build_result,
+)
 from .repair import RepairState
-from .rounding import round_buckets
+from .rounding import deal_to_trades, round_buckets
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
-EXACT_MIP_MAX_LOANS = 120  # up to this many free loans with options, solve the exact MIP instead
-EXACT_MIP_SECONDS = 2.0  # per component; past it the MIP's incumbent is used (then repaired)
+PACK_PASSES = 3
+PACK_SECONDS = 3.0  # knapsack repacking of trades (pack.py), best potential first, at most this long
+PACK_MIN_DOLLARS = 50.0  # a trade whose repacking could gain less than this is left as it is
+MIP_MAX_LOANS = 2000  # a component with at most this many free loans (with options) may get the MIP
+MIP_MAX_PAIRS = 150_000  # ... and at most this many (loan, trade) pairs that fit
+MIP_SECONDS_PER_LOAN = 0.002  # a component's MIP time limit: this per free loan of it (at least
+MIP_MIN_SECONDS = 0.5  # this), so the MIP's time grows with the book like everything else
+MIP_SECONDS = 10.0  # all MIPs of a run together at most this (smallest components first)
 
 
 def bands_of(p: AllocationProblem) -> Bands:
@@ -49,83 +75,91 @@ def bands_of(p: AllocationProblem) -> Bands:
     )
 
 
-def bucket_arcs(p: AllocationProblem, free_pairs: np.ndarray, pair_points: np.ndarray,
-                buckets: Buckets) -> Arcs:
-    """The LP columns: the pairs of each bucket's representative loan."""
+def bucket_arcs(p: AllocationProblem, free_opts: np.ndarray, opt_points: np.ndarray, buckets: Buckets) -> Arcs:
+    """The LP columns: the options of each bucket's representative loan."""
     rep_bucket = np.full(p.n_loans, -1, dtype=np.int64)
     rep_bucket[buckets.representative] = np.arange(buckets.n_buckets)
-    rep_pairs = free_pairs[rep_bucket[p.cand_loan[free_pairs]] >= 0]
-    return Arcs(bucket=rep_bucket[p.cand_loan[rep_pairs]], trade=p.cand_trade[rep_pairs],
-                points=pair_points[rep_pairs])
+    rep_opts = free_opts[rep_bucket[p.opt_loan[free_opts]] >= 0]
+    return Arcs(bucket=rep_bucket[p.opt_loan[rep_opts]], group=p.opt_group[rep_opts], points=opt_points[rep_opts])
+
+
+@dataclass
+class Component:
+    """One independent block: its groups, trades and free loans, and what is known of its optimum."""
+
+    groups: np.ndarray
+    trades: np.ndarray
+    arc_ids: np.ndarray  # its LP arcs
+    bound: float = np.inf  # dollars of premium (over the alternatives, net of pair-off of its trades)
+    exact: bool = False  # the bound is a certificate (its LP or MIP ended Optimal or with a dual bound)
+    proven: bool = False
+    loans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
 class Relaxation:
-    """The LPs of all components together: what to round, and the bound."""
+    """The LPs of all components together: what to round, and the bound per component."""
 
     dollars: np.ndarray  # (a,) LP dollars per arc, fill set required (what gets rounded)
-    bound: float  # LP objective without the fill set (dollars of premium): an upper bound
-    exact: bool  # every LP solved to optimality (else the bound is not a certificate)
+    trade_dollars: np.ndarray  # (m,) ordinary dollars per trade
+    trade_hb_dollars: np.ndarray  # (m,) high-balance dollars per trade
+    components: list[Component]
     iterations: int
-    components: int
+
+
+def open_trades(p: AllocationProblem, free_opts: np.ndarray, bands: Bands) -> tuple[np.ndarray, np.ndarray]:
+    """(m,) whether some ordinary / some high-balance loan of the trade's group fits into it at all."""
+    upb, hb = p.loan_upb[p.opt_loan[free_opts]], p.loan_high_balance[p.opt_loan[free_opts]].astype(bool)
+    g = p.n_groups
+    smallest = np.full(g, np.inf)
+    smallest_hb = np.full(g, np.inf)
+    np.minimum.at(smallest, p.opt_group[free_opts[~hb]], upb[~hb])
+    np.minimum.at(smallest_hb, p.opt_group[free_opts[hb]], upb[hb])
+    tg = p.trade_group
+    return (smallest[tg] <= bands.upper + EPS,
+            smallest_hb[tg] <= np.minimum(bands.upper, bands.hb_room) + EPS)
 
 
 def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: Bands, required: np.ndarray,
-                     time_limit: float, mip: bool = False) -> Relaxation:
+                     trade_open: tuple[np.ndarray, np.ndarray], time_limit: float) -> Relaxation:
     """Per component: the LP with the fill set required (to round), then relaxed (the bound)."""
+    m = p.n_trades
+    out = Relaxation(dollars=np.zeros(len(arcs.bucket)), trade_dollars=np.zeros(m), trade_hb_dollars=np.zeros(m),
+                     components=[], iterations=0)
     if len(arcs.bucket) == 0:
-        return Relaxation(dollars=np.zeros(0), bound=0.0, exact=True, iterations=0, components=0)
-    label = trade_components(buckets.n_buckets, p.n_trades, arcs.bucket, arcs.trade)
-    arc_label = label[arcs.trade]
+        return out
+    label = trade_components(buckets.n_buckets, p.n_groups, arcs.bucket, arcs.group)
+    arc_label = label[arcs.group]
     order = np.argsort(arc_label, kind="stable")
     edges = np.flatnonzero(np.r_[True, arc_label[order][1:] != arc_label[order][:-1], True])
-    dollars = np.zeros(len(arcs.bucket))
-    bound, proven, iterations = 0.0, True, 0
+    start, group_trades = p.group_trades()
     deadline = time.monotonic() + time_limit
+    blocks = [order[a:b] for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)]
     # smallest components first: the largest gets whatever time the small ones left
-    blocks = sorted(itertools.pairwise(edges.tolist()), key=lambda b: b[1] - b[0])
-    for start, end in blocks:
-        arc_ids = order[start:end]
+    for arc_ids in sorted(blocks, key=len):
         local_buckets, bucket_local = np.unique(arcs.bucket[arc_ids], return_inverse=True)
-        trades = np.unique(arcs.trade[arc_ids])
-        sub = Arcs(bucket=bucket_local.reshape(-1), trade=arcs.trade[arc_ids], points=arcs.points[arc_ids])
-        lp = ComponentLP(sub, buckets.upb[local_buckets], buckets.high_balance[local_buckets], trades, bands,
-                         required, exact=mip)
-        budget = deadline - time.monotonic()
-        sol = lp.solve(min(budget, EXACT_MIP_SECONDS) if mip else budget)
-        iterations += sol.iterations
+        groups = np.unique(arcs.group[arc_ids])
+        trades = np.sort(np.concatenate([group_trades[start[g]:start[g + 1]] for g in groups.tolist()]))
+        sub = Arcs(bucket=bucket_local.reshape(-1), group=arcs.group[arc_ids], points=arcs.points[arc_ids])
+        lp = ComponentLP(sub, buckets.upb[local_buckets], buckets.high_balance[local_buckets], trades, p.trade_group,
+                         p.trade_premium, bands, required, trade_open[0], trade_open[1])
+        sol = lp.solve(deadline - time.monotonic())
+        out.iterations += sol.iterations
         if sol.status not in ("Optimal", "Time limit reached") and lp.relax():
             # the fill set cannot be met here: round the free LP instead
             sol = lp.solve(deadline - time.monotonic())
-            iterations += sol.iterations
-        dollars[arc_ids] = sol.dollars
+            out.iterations += sol.iterations
+        out.dollars[arc_ids] = sol.dollars
+        out.trade_dollars[trades] = sol.trade_dollars
+        out.trade_hb_dollars[trades] = sol.trade_hb_dollars
         if lp.relax():
             relaxed = lp.solve(deadline - time.monotonic())
-            iterations += relaxed.iterations
+            out.iterations += relaxed.iterations
         else:
             relaxed = sol
-        bound += relaxed.objective
-        proven &= relaxed.status == "Optimal"
-    return Relaxation(dollars=dollars, bound=bound, exact=proven, iterations=iterations, components=len(blocks))
-
-
-def singleton_buckets(p: AllocationProblem, free_pairs: np.ndarray) -> Buckets:
-    """One bucket per free loan with options (for the exact MIP)."""
-    loans = np.unique(p.cand_loan[free_pairs])
-    loan_bucket = np.full(p.n_loans, -1, dtype=np.int64)
-    loan_bucket[loans] = np.arange(len(loans))
-    return Buckets(loan_bucket=loan_bucket, representative=loans, upb=p.loan_upb[loans].astype(float),
-                   high_balance=p.loan_high_balance[loans].astype(bool))
-
-
-def lp_units(p: AllocationProblem, free_pairs: np.ndarray, pair_points: np.ndarray) -> tuple[Buckets, bool]:
-    """The LP's units and whether the model is the exact MIP: small instances (up to EXACT_MIP_MAX_LOANS
-    free loans with options) get one bucket per loan and the exact MIP; larger ones, loan buckets."""
-    exact = len(np.unique(p.cand_loan[free_pairs])) <= EXACT_MIP_MAX_LOANS
-    if exact:
-        return singleton_buckets(p, free_pairs), True
-    return loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.cand_loan[free_pairs],
-                        p.cand_trade[free_pairs], pair_points[free_pairs]), False
+        out.components.append(Component(groups=groups, trades=trades, arc_ids=arc_ids, bound=relaxed.objective,
+                                         exact=relaxed.status == "Optimal"))
+    return out
 
 
 def fill_set(p: AllocationProblem) -> np.ndarray:
@@ -138,53 +172,207 @@ def fill_set(p: AllocationProblem) -> np.ndarray:
     return greedy(p).trade_status == "Filled"
 
 
-def optimal(problem: AllocationProblem, time_limit: float = TIME_LIMIT_SECONDS) -> AllocationResult:
-    """Allocate by LP relaxation + rounding + repair; stats carry the value, LP bound and gap."""
+def component_value(p: AllocationProblem, loan_trade: np.ndarray, loans: np.ndarray, trades: np.ndarray,
+                    opt_points: np.ndarray, bands: Bands) -> float:
+    """Dollars of premium of an assignment on one component: its free loans' premium over their
+    alternative, less the pair-off of its trades (on the shortfall net of locked loans)."""
+    placed = loans[loan_trade[loans] >= 0]
+    opt = p.option_of(placed, loan_trade[placed])
+    points = opt_points[opt] + p.trade_premium[loan_trade[placed]]
+    value = float(np.sum(p.loan_upb[placed] * points) / 100.0)
+    in_trade = np.bincount(loan_trade[placed], weights=p.loan_upb[placed], minlength=p.n_trades)[trades]
+    short = np.maximum(0.0, bands.lower[trades] - in_trade)
+    return value - float(np.sum(short * bands.pair_off[trades]) / 100.0)
+
+
+def pack_order(state: RepairState, opt_points: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Trades worth repacking (pack.py), most promising first: an optimistic bound on the gain, from
+    filling the room left to max with the best loan at cash, upgrading each loan to that loan's points
+    and saving the pair-off of a shortfall."""
+    p = state.p
+    loan = p.opt_loan[state.free_opts]
+    at_cash = (state.loan_trade[loan] < 0) & ~state.hb[loan]
+    best = np.full(p.n_groups, -np.inf)
+    np.maximum.at(best, p.opt_group[state.free_opts[at_cash]], opt_points[state.free_opts[at_cash]])
+    pts = best[p.trade_group] + p.trade_premium  # (m,) best points a loan at cash would earn in the trade
+    pts = np.where(np.isfinite(pts), pts, 0.0)
+    placed = np.flatnonzero((state.loan_trade >= 0) & (p.loan_fixed_trade < 0) & ~state.hb)
+    t = state.loan_trade[placed]
+    upgrade = np.bincount(t, weights=state.upb[placed] * np.maximum(0.0, pts[t] - state.loan_points[placed]),
+                          minlength=p.n_trades)
+    room = np.maximum(0.0, state.max_allowed - state.fill)
+    potential = (room * np.maximum(pts, 0.0) + upgrade + state.pair_off * state.shortfall()) / 100.0
+    potential += np.where(state.required & (state.shortfall() > EPS), 1e6, 0.0)
+    keep = potential > PACK_MIN_DOLLARS
+    if groups is not None:
+        keep &= np.isin(p.trade_group, groups)
+    trades = np.flatnonzero(keep)
+    return trades[np.argsort(-potential[trades], kind="stable")]
+
+
+def improve_with_mip(p: AllocationProblem, loan_trade: np.ndarray, components: list[Component],
+                     opt_points: np.ndarray, bands: Bands, required: np.ndarray, budget: float) -> dict[str, float]:
+    """The exact MIP on every component small enough, smallest first, warm-started from `loan_trade`
+    (changed in place where the MIP finds an allocation worth more that fills the fill set).
+
+    The MIP is solved without the fill set first, so that its dual bound bounds every allocation; when
+    its allocation leaves a trade of the fill set short, the same model is solved again with the fill
+    set required (from `loan_trade`, which fills it) for the rest of the component's time."""
+    stats = {"mip_components": 0, "mip_seconds": 0.0, "mip_nodes": 0, "mip_improved": 0}
+    start = time.monotonic()
+    small = [c for c in components if 0 < len(c.loans) <= MIP_MAX_LOANS]
+    small.sort(key=lambda c: len(c.loans))
+    for comp in small:
+        left = budget - (time.monotonic() - start)
+        if left <= 0.05:
+            break
+        pairs = fitting_pairs(p, comp.loans, bands)
+        if len(pairs[0]) > MIP_MAX_PAIRS:
+            continue
+        deadline = time.monotonic() + min(left, max(MIP_MIN_SECONDS, MIP_SECONDS_PER_LOAN * len(comp.loans)))
+        mip = ComponentMIP(p, comp.loans, pairs, comp.trades, opt_points, bands)
+        mip.warm_start(loan_trade)
+        sol = mip.solve(deadline - time.monotonic())
+        stats["mip_components"] += 1
+        stats["mip_nodes"] += sol.nodes
+        if np.isfinite(sol.bound):
+            comp.bound = min(comp.bound, sol.bound) if comp.exact else sol.bound
+            comp.exact = True
+        candidate = _with(loan_trade, comp.loans, sol.loan_trade)
+        retry = candidate is not None and not _fills(p, candidate, comp, bands, required)
+        if retry and deadline - time.monotonic() > 0.05:
+            mip.require(required)
+            mip.warm_start(loan_trade)
+            again = mip.solve(deadline - time.monotonic())
+            stats["mip_nodes"] += again.nodes
+            candidate = _with(loan_trade, comp.loans, again.loan_trade)
+        if candidate is None or not _fills(p, candidate, comp, bands, required):
+            continue
+        before = component_value(p, loan_trade, comp.loans, comp.trades, opt_points, bands)
+        after = component_value(p, candidate, comp.loans, comp.trades, opt_points, bands)
+        # the fill set comes first: an allocation that fills it replaces one that does not
+        if after > before + 0.005 or not _fills(p, loan_trade, comp, bands, required):
+            loan_trade[comp.loans] = candidate[comp.loans]
+            stats["mip_improved"] += 1
+    stats["mip_seconds"] = round(time.monotonic() - start, 3)
+    return stats
+
+
+def _with(loan_trade: np.ndarray, loans: np.ndarray, assigned: np.ndarray | None) -> np.ndarray | None:
+    if assigned is None:
+        return None
+    out = loan_trade.copy()
+    out[loans] = assigned
+    return out
+
+
+def _fills(p: AllocationProblem, loan_trade: np.ndarray, comp: Component, bands: Bands, required: np.ndarray) -> bool:
+    """Whether the component's trades of the fill set reach their min (net of locked loans)."""
+    loans = comp.loans[loan_trade[comp.loans] >= 0]
+    fill = np.bincount(loan_trade[loans], weights=p.loan_upb[loans], minlength=p.n_trades)[comp.trades]
+    need = required[comp.trades]
+    return bool(np.all(fill[need] >= bands.lower[comp.trades][need] - EPS))
+
+
+def optimal(problem: AllocationProblem, time_limit: float | None = None,
+            mip_seconds: float | None = None) -> AllocationResult:
+    """Allocate by LP relaxation + rounding + repair (+ MIP on small components); stats carry the value,
+    the bound, the gap and whether the allocation is proven optimal."""
     p = problem
+    time_limit = TIME_LIMIT_SECONDS if time_limit is None else time_limit
+    mip_seconds = MIP_SECONDS if mip_seconds is None else mip_seconds
     started = time.monotonic()
-    free_pairs = np.flatnonzero(p.loan_fixed_trade[p.cand_loan] < 0)
+    free_opts = np.flatnonzero(p.loan_fixed_trade[p.opt_loan] < 0)
     alt = ob.alternative_points(p)
-    pair_points = p.cand_score - alt[p.cand_loan]  # premium over the loan's alternative, per 100
+    opt_points = p.opt_score - alt[p.opt_loan]  # premium over the loan's alternative, per 100, before the trade's
     bands = bands_of(p)
     required = fill_set(p)
     fill_set_seconds = time.monotonic() - started
-    buckets, exact = lp_units(p, free_pairs, pair_points)
-    arcs = bucket_arcs(p, free_pairs, pair_points, buckets)
+    buckets = loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.opt_loan[free_opts], p.opt_group[free_opts],
+                           opt_points[free_opts])
+    arcs = bucket_arcs(p, free_opts, opt_points, buckets)
     lp_started = time.monotonic()
-    relaxation = solve_relaxation(p, arcs, buckets, bands, required, time_limit, mip=exact)
+    relaxation = solve_relaxation(p, arcs, buckets, bands, required, open_trades(p, free_opts, bands), time_limit)
     lp_seconds = time.monotonic() - lp_started
 
-    loan_trade = round_buckets(p.n_loans, p.loan_upb, buckets, arcs, relaxation.dollars)
+    loan_group = round_buckets(p.n_loans, p.loan_upb, buckets, arcs, relaxation.dollars)
+    loan_trade = deal_to_trades(loan_group, p.loan_upb, p.loan_high_balance.astype(bool), np.arange(p.n_trades),
+                                p.trade_group, relaxation.trade_dollars, relaxation.trade_hb_dollars)
     fixed = p.loan_fixed_trade >= 0
     loan_trade[fixed] = p.loan_fixed_trade[fixed]
     lp_trade = loan_trade.copy()
     repair_started = time.monotonic()
-    repair = RepairState(p, loan_trade, pair_points, bands.pair_off, free_pairs, required)
+    repair = RepairState(p, loan_trade, opt_points, bands.pair_off, free_opts, required)
     repair.fix_limits()
     repair.improve()
+    pack_started = time.monotonic()
+    packed: set[int] = set()
+    todo = pack_order(repair, opt_points)
+    for _ in range(PACK_PASSES):
+        changed = pack(repair, todo, pack_started + PACK_SECONDS)
+        if not changed:
+            break
+        repair.improve()
+        packed.update(changed)
+        # next pass: the trades of the groups that changed, best potential first
+        todo = pack_order(repair, opt_points, groups=np.unique(p.trade_group[changed]))
+    pack_seconds = time.monotonic() - pack_started
     repair_seconds = time.monotonic() - repair_started
     loan_trade = repair.loan_trade
 
+    components = relaxation.components
+    _assign_loans(p, free_opts, components)
+    repaired = loan_trade.copy()
+    mip_stats = improve_with_mip(p, loan_trade, components, opt_points, bands, required, mip_seconds)
+
     value = ob.evaluate(p, loan_trade)
-    # trades outside every LP component can only be short by their whole remaining min
+    for comp in components:
+        worth = component_value(p, loan_trade, comp.loans, comp.trades, opt_points, bands)
+        comp.proven = comp.exact and worth >= comp.bound - proven_slack(comp.bound)
+    exact = all(c.exact for c in components)
+    # trades outside every component (no free loan can enter) can only be short by their whole remaining min
     in_lp = np.zeros(p.n_trades, dtype=bool)
-    in_lp[arcs.trade] = True
+    for comp in components:
+        in_lp[comp.trades] = True
     outside_pair_off = float(np.sum(bands.lower[~in_lp] * bands.pair_off[~in_lp]) / 100.0)
-    bound = ob.cash_only_value(p) + relaxation.bound - outside_pair_off if relaxation.exact else float("nan")
-    loan_pass = np.where(fixed, PASS_LOCKED, np.where(loan_trade < 0, PASS_NONE,
-                                                      np.where(loan_trade == lp_trade, PASS_LP, PASS_REPAIR)))
+    bound = ob.cash_only_value(p) + sum(c.bound for c in components) - outside_pair_off if exact else float("nan")
+    proven = exact and all(c.proven for c in components)
+    loan_pass = np.select([fixed, loan_trade < 0, loan_trade != repaired, loan_trade == lp_trade],
+                          [PASS_LOCKED, PASS_NONE, PASS_MIP, PASS_LP], default=PASS_REPAIR)
     stats: dict[str, float] = {
         "objective_value": round(value.objective, 2),
         "lp_bound": round(bound, 2),
         "gap_pct": round(gap_pct(bound, value), 6),
-        "solver_seconds": round(lp_seconds, 3),
+        "proven_optimal": int(proven),
+        "solver_seconds": round(lp_seconds + mip_stats["mip_seconds"], 3),
+        "lp_seconds": round(lp_seconds, 3),
         "fill_set_seconds": round(fill_set_seconds, 3), "repair_seconds": round(repair_seconds, 3),
         "optimal_seconds": round(time.monotonic() - started, 3),
-        "lp_buckets": buckets.n_buckets, "lp_columns": len(arcs.bucket), "lp_components": relaxation.components,
-        "lp_iterations": relaxation.iterations, "exact_mip": int(exact), "required_fills": int(required.sum()),
-        "repair_moves": repair.moves,
+        "lp_buckets": buckets.n_buckets, "lp_columns": len(arcs.bucket), "lp_components": len(components),
+        "components_proven": sum(c.proven for c in components),
+        "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
+        "repair_moves": repair.moves, "packed_trades": len(packed), "pack_seconds": round(pack_seconds, 3), **mip_stats,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)
+
+
+def _assign_loans(p: AllocationProblem, free_opts: np.ndarray, components: list[Component]) -> None:
+    """Each component's free loans (those with an option in one of its groups)."""
+    label = np.full(p.n_groups, -1, dtype=np.int64)
+    for k, comp in enumerate(components):
+        label[comp.groups] = k
+    loan_label = np.full(p.n_loans, -1, dtype=np.int64)
+    loan_label[p.opt_loan[free_opts]] = label[p.opt_group[free_opts]]
+    order = np.argsort(loan_label, kind="stable")
+    bounds = np.searchsorted(loan_label[order], np.arange(len(components) + 1))
+    for k, comp in enumerate(components):
+        comp.loans = np.sort(order[bounds[k]:bounds[k + 1]])
+
+
+def proven_slack(bound: float) -> float:
+    """Dollars by which a component's value may miss its bound and still count as proven optimal: the
+    MIP's own stopping rule (mip.py), plus a cent."""
+    return max(ABS_GAP_DOLLARS, REL_GAP * abs(bound)) + 0.01
 
 
 def gap_pct(bound: float, value: ob.Valuation) -> float:

@@ -7,15 +7,18 @@ back to their alternative). Moves that pay, best first, re-checked when their tu
 - shift: a loan moves from a trade to a short one, when the pair-off saved there outweighs the value
   and pair-off lost at the source; completing a required trade (optimal.fill_set) wins outright and
   breaking one is never worth it. Every accepted move raises value + that bonus, so it terminates.
-Each round scores all candidate moves at once (numpy), then walks them best first in Python with
-scalar re-checks, since each accepted move changes its trades' room and shortfall.
+Each round scores the candidate moves at once (numpy), then walks them best first in Python with
+scalar re-checks, since each accepted move changes its trades' room and shortfall. Candidate moves go
+through the loans' options: into every short trade of the option's group, and (for a loan at its
+alternative) into the best-premium trade of the group that has room for it; so a round costs the options
+times the short trades, never every eligible pair.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .problem import EPS, AllocationProblem
+from .problem import EPS, AllocationProblem, _segment_search, ranges
 
 MAX_ROUNDS = 20
 MAX_MOVES_PER_ROUND = 400_000  # candidate moves walked per round (each is a few scalar checks)
@@ -26,10 +29,11 @@ REQUIRED_FILL_DOLLARS = 1e6  # completing a required trade outweighs any value a
 class RepairState:
     """A rounded assignment being repaired: fills, high-balance fills and each loan's points, kept current."""
 
-    def __init__(self, p: AllocationProblem, loan_trade: np.ndarray, pair_points: np.ndarray,
-                 pair_off: np.ndarray, free_pairs: np.ndarray, required: np.ndarray) -> None:
-        self.p, self.points, self.pair_off, self.required = p, pair_points, pair_off, required
-        self.free_pairs = free_pairs
+    def __init__(self, p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndarray,
+                 pair_off: np.ndarray, free_opts: np.ndarray, required: np.ndarray) -> None:
+        """opt_points: per option, score - alternative (the trade's premium is added per trade)."""
+        self.p, self.opt_points, self.pair_off, self.required = p, opt_points, pair_off, required
+        self.free_opts = free_opts
         self.loan_trade = loan_trade.copy()
         self.upb = p.loan_upb.astype(float)
         self.hb = p.loan_high_balance.astype(bool)
@@ -41,8 +45,10 @@ class RepairState:
         self.hb_fill = np.bincount(self.loan_trade[placed], weights=(self.upb * self.hb)[placed], minlength=m)
         # per-dollar points of each free loan where it sits (0 at its alternative), kept up to date
         self.loan_points = np.zeros(p.n_loans)
-        sits = free_pairs[self.loan_trade[p.cand_loan[free_pairs]] == p.cand_trade[free_pairs]]
-        self.loan_points[p.cand_loan[sits]] = pair_points[sits]
+        sits = np.flatnonzero(placed & (p.loan_fixed_trade < 0))
+        opt = p.option_of(sits, self.loan_trade[sits])
+        points = opt_points[np.maximum(opt, 0)] + p.trade_premium[self.loan_trade[sits]]
+        self.loan_points[sits] = np.where(opt >= 0, points, 0.0)
         self.moves = 0
 
     def shortfall(self) -> np.ndarray:
@@ -63,17 +69,21 @@ class RepairState:
 
     def fix_limits(self) -> None:
         """Trades over max allowed or over the high-balance cap give back their least valuable free loans."""
-        free = self.p.loan_fixed_trade < 0
         over = np.flatnonzero((self.fill > self.max_allowed + EPS) | (self.hb_fill > self.hb_cap + EPS))
-        for trade in over.tolist():
-            loans = np.flatnonzero((self.loan_trade == trade) & free)
-            loans = loans[np.argsort(self.loan_points[loans], kind="stable")].tolist()
-            for loan in loans:  # high-balance loans first while the cap is exceeded, cheapest first
+        if len(over) == 0:
+            return
+        free = self.p.loan_fixed_trade < 0
+        loans = np.flatnonzero(free & np.isin(self.loan_trade, over))
+        loans = loans[np.lexsort((self.loan_points[loans], self.loan_trade[loans]))]
+        bounds = np.searchsorted(self.loan_trade[loans], np.r_[over, over[-1] + 1])
+        for k, trade in enumerate(over.tolist()):
+            mine = loans[bounds[k]:bounds[k + 1]].tolist()  # cheapest first
+            for loan in mine:  # high-balance loans first while the cap is exceeded
                 if self.hb_fill[trade] <= self.hb_cap[trade] + EPS:
                     break
                 if self.hb[loan]:
                     self._move(loan, -1, 0.0)
-            for loan in loans:
+            for loan in mine:
                 if self.fill[trade] <= self.max_allowed[trade] + EPS:
                     break
                 if self.loan_trade[loan] == trade:
@@ -102,6 +112,8 @@ class RepairState:
     def _gain_one(self, loan: int, dest: int, points: float) -> float:
         """`gains` for one move, in plain Python floats (the accept loop runs it per move)."""
         upb, src = float(self.upb[loan]), int(self.loan_trade[loan])
+        if src == dest:
+            return -1.0
         fill_d = float(self.fill[dest])
         if fill_d + upb > self.max_allowed[dest] + EPS:
             return -1.0
@@ -120,29 +132,86 @@ class RepairState:
                 gain -= REQUIRED_FILL_DOLLARS
         return gain
 
+    def candidate_moves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(loan, destination, points there) of the moves worth scoring this round: every free option
+        into each short trade of its group, and each loan at its alternative into the best-premium trade
+        of each of its groups that has room for it (every trade of the group for a high-balance loan)."""
+        p = self.p
+        start, trades = p.group_trades()
+        opts = self.free_opts
+        loan = p.opt_loan[opts]
+        at_alt = self.loan_trade[loan] < 0
+        out_l, out_t, out_o = [], [], []
+
+        # into short trades of the group
+        short = self.shortfall() > EPS
+        short_trades = trades[short[trades]]
+        if len(short_trades):
+            s_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[short_trades], minlength=p.n_groups))]
+            g = p.opt_group[opts]
+            count = s_start[g + 1] - s_start[g]
+            has = count > 0
+            o, g, count = opts[has], g[has], count[has]
+            rep = np.repeat(o, count)
+            out_l.append(p.opt_loan[rep])
+            out_t.append(short_trades[ranges(s_start[g], count)])
+            out_o.append(rep)
+
+        # a loan at its alternative: the first trade of the group (best premium first) with room
+        room = self.max_allowed - self.fill
+        alt_opts = opts[at_alt & ~self.hb[loan]]
+        if len(alt_opts):
+            ranked_room = room[trades]
+            prefix = _segment_prefix_max(ranked_room, start)
+            g = p.opt_group[alt_opts]
+            need = self.upb[p.opt_loan[alt_opts]] - EPS
+            pos = _segment_search(lambda at, live: prefix[at] >= need[live], start, g)
+            ok = pos < start[g + 1]
+            out_l.append(p.opt_loan[alt_opts[ok]])
+            out_t.append(trades[pos[ok]])
+            out_o.append(alt_opts[ok])
+        hb_opts = opts[at_alt & self.hb[loan]]
+        if len(hb_opts):
+            pl, pt, _, po = p.pairs(hb_opts)
+            out_l.append(pl)
+            out_t.append(pt)
+            out_o.append(po)
+        if not out_l:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0)
+        loan, dest, opt = np.concatenate(out_l), np.concatenate(out_t), np.concatenate(out_o)
+        return loan, dest, self.opt_points[opt] + p.trade_premium[dest]
+
     def improve(self) -> None:
         """Rounds of positive-gain moves (inserts from the alternative, shifts into short trades)."""
-        p = self.p
-        pairs = self.free_pairs
-        pair_loan, pair_trade = p.cand_loan[pairs], p.cand_trade[pairs]
         for _ in range(MAX_ROUNDS):
-            src = self.loan_trade[pair_loan]
-            short = self.shortfall() > EPS
-            # inserts from the alternative anywhere; shifts only into short trades
-            maybe = np.flatnonzero((src != pair_trade) & ((src < 0) | short[pair_trade]))
-            maybe = maybe[self.fits(pair_loan[maybe], pair_trade[maybe])]
-            gain = self.gains(pair_loan[maybe], pair_trade[maybe], self.points[pairs[maybe]])
+            loan, dest, points = self.candidate_moves()
+            keep = (self.loan_trade[loan] != dest) & self.fits(loan, dest)
+            loan, dest, points = loan[keep], dest[keep], points[keep]
+            gain = self.gains(loan, dest, points)
             good = gain > MIN_GAIN
-            cand, gain = pairs[maybe[good]], gain[good]
-            if len(cand) == 0:
+            loan, dest, points, gain = loan[good], dest[good], points[good], gain[good]
+            if len(loan) == 0:
                 return
             # best first; a loan whose best move is gone tries its next one in the same round
             order = np.argsort(-gain, kind="stable")[:MAX_MOVES_PER_ROUND]
             accepted = 0
-            for pair in cand[order].tolist():
-                loan, dest, points = int(p.cand_loan[pair]), int(p.cand_trade[pair]), float(self.points[pair])
-                if self._gain_one(loan, dest, points) > MIN_GAIN:
-                    self._move(loan, dest, points)
+            for i, t, pts in zip(loan[order].tolist(), dest[order].tolist(), points[order].tolist(), strict=True):
+                if self._gain_one(i, t, pts) > MIN_GAIN:
+                    self._move(i, t, pts)
                     accepted += 1
             if accepted == 0:
                 return
+
+
+def _segment_prefix_max(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Running maximum of `values` that restarts at each segment (start (g+1,)); exact (on ranks)."""
+    n = len(values)
+    if n == 0:
+        return values
+    seg = np.repeat(np.arange(len(start) - 1), np.diff(start))
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    lifted = np.maximum.accumulate(seg * n + rank) - seg * n
+    return values[order][lifted]

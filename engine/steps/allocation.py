@@ -58,8 +58,8 @@ def build_problem(ctx: RunContext) -> AllocationProblem:
         loan_no_candidate_reason=cand.loan_no_candidate_reason,
         trade_amount=trades["trade_amount"], trade_tolerance_pct=trades["tolerance_pct"], trade_stage=stage,
         trade_high_balance_cap_pct=cap,
-        cand_loan=cand.loan, cand_trade=cand.trade, cand_score=cand.score,
-        loan_cash_price=required(ctx.cash, "cash_grid").price,
+        trade_group=cand.trade_group, trade_premium=trades["price"], opt_loan=cand.loan, opt_group=cand.group,
+        opt_score=cand.score, loan_cash_price=required(ctx.cash, "cash_grid").price,
     )
 
 
@@ -68,10 +68,10 @@ def run(ctx: RunContext) -> None:
     problem = build_problem(ctx)
     result = allocate(problem, ctx.strategy)
     ctx.checkpoint()
-    placement = place(ctx, result)
+    placement = place(ctx, problem, result)
     write_guide(ctx, placement, result)
     ctx.checkpoint()
-    write_candidates(ctx, result.cand_chosen)
+    write_candidates(ctx, problem, result)
     ctx.checkpoint()
     write_trade_base(ctx, placement, result, problem.trade_stage)
     ctx.allocation = outcome(ctx, result, placement)
@@ -106,9 +106,9 @@ def trade_pools(inputs: Inputs) -> np.ndarray:
     return np.array([first_pool.get(i, f"NEW-{tid}") for i, tid in enumerate(trades["trade_id"])], dtype=object)
 
 
-def place(ctx: RunContext, result: AllocationResult) -> Placement:
+def place(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> Placement:
     """Pool and value of each placement. A placed loan stays in its own pool when that pool serves the
-    trade; locked loans have no candidate row, so every placement is priced here."""
+    trade; locked loans have no candidate option, so every placement is priced here."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand, pricing = required(ctx.candidates, "candidates"), required(ctx.pricing, "settle_price")
@@ -124,9 +124,9 @@ def place(ctx: RunContext, result: AllocationResult) -> Placement:
     payup = pricing.payup_matrix[placed, pricing.trade_instrument_idx[t]]
     carry = np.round((rate - pricing.trade_fin_rate[t]) * pricing.trade_days[t] / 360.0, 6)
     score = price + payup + (carry if ctx.scoring == "price_carry" else 0.0)
-    chosen = result.cand_chosen
+    chosen = np.flatnonzero(result.loan_chosen)
     loan_rank = np.full(n, -1, dtype=np.int64)
-    loan_rank[cand.loan[chosen]] = cand.rank[chosen]
+    loan_rank[chosen] = problem.pair_rank(chosen, result.loan_trade[chosen])
     return Placement(loans=placed, trades=t, target_pool=target_pool, note_rate=rate, price=price, payup=payup,
                      carry=carry, value=np.round(loans["upb"][placed] * score / 100.0, 2), loan_rank=loan_rank)
 
@@ -137,6 +137,7 @@ def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> Non
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     placed, t = pl.loans, pl.trades
     rank = pl.loan_rank[placed]
+    names = np.array([PASS_NAMES.get(k, "") for k in range(max(PASS_NAMES) + 1)], dtype=object)
     ctx.write(schema.pfill_powerfill_guide, {
         "loan_id": loans["loan_id"][placed], "trade_id": trades["trade_id"][t], "pool_id": pl.target_pool[placed],
         "agency": trades["agency"][t], "instrument": trades["instrument"][t], "coupon": trades["coupon"][t],
@@ -144,25 +145,38 @@ def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> Non
         "upb": loans["upb"][placed], "note_rate": pl.note_rate, "high_balance": loans["high_balance"][placed],
         "price": pl.price, "payup": pl.payup, "carry": pl.carry, "value": pl.value,
         "rank": np.where(rank > 0, rank.astype(object), None),
-        "pass_name": np.array([PASS_NAMES.get(int(p), "") for p in result.loan_pass[placed]], dtype=object),
+        "pass_name": names[result.loan_pass[placed]],
     })
 
 
-def write_candidates(ctx: RunContext, chosen: np.ndarray) -> None:
-    """pfill_loan2trade_candy_level_01: the best few pairs of each loan, and the chosen one."""
+def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> None:
+    """pfill_loan2trade_candy_level_01: the best few pairs of each loan (by score), and the chosen one."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand = required(ctx.candidates, "candidates")
-    keep = (cand.rank <= ctx.candidates_kept_per_loan) | chosen
-    cl, ct = cand.loan[keep], cand.trade[keep]
+    cl, ct, rank = problem.top_pairs(ctx.candidates_kept_per_loan)
+    chosen = result.loan_chosen[cl] & (result.loan_trade[cl] == ct)
+    # chosen pairs beyond the best few: one more row each, with their own rank
+    extra = np.flatnonzero(result.loan_chosen)
+    extra = np.setdiff1d(extra, cl[chosen], assume_unique=True)
+    if len(extra):
+        extra_trade = result.loan_trade[extra]
+        cl, ct = np.r_[cl, extra], np.r_[ct, extra_trade]
+        rank = np.r_[rank, problem.pair_rank(extra, extra_trade)]
+        chosen = np.r_[chosen, np.ones(len(extra), dtype=bool)]
+    order = np.lexsort((ct, cl))  # the table's key order (loan id, trade id): cheaper index inserts
+    cl, ct, rank, chosen = cl[order], ct[order], rank[order], chosen[order]
+    opt = problem.option_of(cl, ct)
+    price = trades["price"][ct]
+    score = cand.score[opt] + price
     ctx.write(schema.pfill_loan2trade_candy_level_01, {
         "loan_id": loans["loan_id"][cl], "trade_id": trades["trade_id"][ct], "agency": trades["agency"][ct],
         "instrument": trades["instrument"][ct], "coupon": trades["coupon"][ct],
         "settlement_date": trades["settlement_date"][ct], "upb": loans["upb"][cl],
-        "note_rate": loans["note_rate"][cl], "price": cand.price[keep], "payup": cand.payup[keep],
-        "carry": cand.carry[keep], "score": cand.score[keep],
-        "value": np.round(loans["upb"][cl] * cand.score[keep] / 100.0, 2),
-        "rank": cand.rank[keep], "chosen": chosen[keep],
+        "note_rate": loans["note_rate"][cl], "price": price, "payup": cand.payup[opt],
+        "carry": cand.carry[opt], "score": score,
+        "value": np.round(loans["upb"][cl] * score / 100.0, 2),
+        "rank": rank, "chosen": chosen,
     })
 
 

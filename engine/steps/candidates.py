@@ -1,12 +1,18 @@
-"""Step 3, candidate builder: eligible loan-to-trade pairs with price, pay-up, carry, score and rank.
+"""Step 3, candidate builder: eligible loan-to-trade pairs with price, pay-up, carry and score.
 
 Eligible: the product fits the instrument (agency/program), the note rate lies in coupon+0.25..+1.125
 (FNMA/FHLMC) or +0.25..+0.75 (GNMA), the lock does not expire before settlement, the loan is not
 locked down, its data is complete and its UPB within the high-balance ceiling.
 
+Every rule but the trade's price depends on the trade's instrument, coupon and settlement date only, so
+trades are grouped by those and eligibility, pay-up and carry are worked out per loan and group (a few
+per loan), not per loan and trade (a hundred per loan in a large book): a pair is a loan's option on a
+group and one trade of it, scored option score + trade price.
+
 In: loans, trades, pools/relation, lockdowns, ctx.pricing.  Out: ctx.candidates (state.Candidates: the
-pairs with price, pay-up, carry, score and rank; per loan its current and fixed trade, locked flag and
-no-candidate reason). The candidate rows are written by step 4, once the chosen flag is known.
+options with pay-up, carry and score, the trades' groups; per loan its current and fixed trade, locked
+flag and no-candidate reason). The candidate rows (best few per loan, and the chosen one, ranked) are
+written by step 4, once the chosen pair is known.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 from .. import reasons
 from ..context import RunContext
 from ..market import HIGH_BALANCE_CEILING
-from ..pairs import rank_within, rate_window_pairs
+from ..pairs import member, rate_window_pairs
 from ..state import Candidates, required
 
 
@@ -52,9 +58,7 @@ def run(ctx: RunContext) -> None:
     expiry = loans["lock_expiration_date"]
     pool_id = loans["pool_id"]
 
-    locked = np.isin(loans["loan_id"], lockdowns["loan_id"][lockdowns["loan_id"] != None])  # noqa: E711
-    locked_pools = lockdowns["pool_id"][lockdowns["pool_id"] != None]  # noqa: E711
-    locked |= np.isin(pool_id, locked_pools) & (pool_id != None)  # noqa: E711
+    locked = member(loans["loan_id"], lockdowns["loan_id"]) | member(pool_id, lockdowns["pool_id"])
 
     pool_trade = _pool_trade_index(ctx)
     current_trade = np.array([pool_trade.get(p, -1) if p is not None else -1 for p in pool_id], dtype=np.int64)
@@ -65,26 +69,44 @@ def run(ctx: RunContext) -> None:
     expired = expiry < ctx.as_of64
     ok = ~(invalid | over_ceiling | expired | locked)
 
-    loan_idx, trade_idx = rate_window_pairs(rate, loans["product"], ok, trades["instrument"], trades["coupon"])
+    first, trade_group = trade_groups(trades)
+    loan_idx, group_idx = rate_window_pairs(rate, loans["product"], ok, trades["instrument"][first],
+                                            trades["coupon"][first])
     rate_eligible = np.bincount(loan_idx, minlength=n) > 0
-    in_time = expiry[loan_idx] >= trades["settlement_date"][trade_idx]
-    loan_idx, trade_idx = loan_idx[in_time], trade_idx[in_time]
+    in_time = expiry[loan_idx] >= trades["settlement_date"][first][group_idx]
+    order = np.lexsort((group_idx[in_time], loan_idx[in_time]))  # options by (loan, group), as the solver keeps them
+    loan_idx, group_idx = loan_idx[in_time][order], group_idx[in_time][order]
     has_pair = np.bincount(loan_idx, minlength=n) > 0
     reason = _no_candidate_reason(has_pair, rate_eligible, expired, over_ceiling, invalid, locked, fixed_trade)
 
     pricing = required(ctx.pricing, "settle_price")
-    days, fin = pricing.trade_days[trade_idx], pricing.trade_fin_rate[trade_idx]
-    price = trades["price"][trade_idx]
-    payup = pricing.payup_matrix[loan_idx, pricing.trade_instrument_idx[trade_idx]]
+    t = first[group_idx]
+    days, fin = pricing.trade_days[t], pricing.trade_fin_rate[t]
+    payup = pricing.payup_matrix[loan_idx, pricing.trade_instrument_idx[t]]
     carry = np.round((rate[loan_idx] - fin) * days / 360.0, 6)
-    score = price + payup + (carry if ctx.scoring == "price_carry" else 0.0)
+    score = payup + (carry if ctx.scoring == "price_carry" else 0.0)
+    pair_count = int(np.bincount(trade_group, minlength=len(first))[group_idx].sum())
 
     ctx.candidates = Candidates(
-        loan=loan_idx, trade=trade_idx, price=price, payup=payup, carry=carry,
-        score=score, rank=rank_within(loan_idx, score),
-        loan_current_trade=current_trade, loan_fixed_trade=fixed_trade, loan_locked=locked,
+        loan=loan_idx, group=group_idx, payup=payup, carry=carry, score=score, trade_group=trade_group,
+        pair_count=pair_count, loan_current_trade=current_trade, loan_fixed_trade=fixed_trade, loan_locked=locked,
         loan_no_candidate_reason=reason,
     )
     ctx.counters["loans_considered"] = n
-    ctx.counters["candidate_count"] = len(loan_idx)
+    ctx.counters["candidate_count"] = pair_count
     ctx.counters["locked_loan_count"] = int(locked.sum())
+
+
+def trade_groups(trades: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Trades grouped by instrument, coupon and settlement date: ((g,) a trade of each group, (m,) the
+    group of each trade). Every rule of eligibility, pay-up and carry is the same across a group; only
+    the price differs."""
+    m = len(trades["trade_id"])
+    if m == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    instrument = np.unique(trades["instrument"].astype(str), return_inverse=True)[1].reshape(-1)
+    coupon = np.unique(trades["coupon"], return_inverse=True)[1].reshape(-1)
+    settle = np.unique(trades["settlement_date"], return_inverse=True)[1].reshape(-1)
+    key = np.stack([instrument, coupon, settle], axis=1)
+    _, first, trade_group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first.astype(np.int64), trade_group.reshape(-1).astype(np.int64)

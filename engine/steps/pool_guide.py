@@ -65,7 +65,9 @@ def run(ctx: RunContext) -> None:
     swapped_in["pool_action"] = np.full(len(switch), "Swapped In", dtype=object)
     swapped_in["pool_id"] = target[switch]
     swapped_in["reason"] = np.full(len(switch), "destination of a switch", dtype=object)
-    both = {k: np.concatenate([columns[k], swapped_in[k]]) for k in columns}
+    # rows in the table's key order (loan id, action): each Swapped In row after its loan's Switching row
+    order = np.argsort(np.r_[np.arange(len(action)), switch + 0.5], kind="stable")
+    both = {k: np.concatenate([columns[k], swapped_in[k]])[order] for k in columns}
     ctx.write(schema.pfill_pool_guide, both)
     counts = {a: int((both["pool_action"] == a).sum()) for a in schema.POOL_ACTIONS}
     ctx.counters["pool_action_counts"] = counts

@@ -76,6 +76,10 @@ def run(ctx: RunContext) -> None:
     rate = loans["note_rate"]
     ok = ~np.isnan(rate) & (loans["upb"] > 0)
     loan_idx, syn_idx = rate_window_pairs(rate, loans["product"], ok, syn["instrument"], syn["coupon"])
+    # rows in the tables' key order (loan id, synthetic trade id): cheaper index inserts
+    id_rank = np.argsort(np.argsort(syn["syn_trade_id"].astype(str)))
+    order = np.lexsort((id_rank[syn_idx], loan_idx))
+    loan_idx, syn_idx = loan_idx[order], syn_idx[order]
     price = syn["price"][syn_idx].astype(float)
     payup_matrix = required(ctx.pricing, "settle_price").payup_matrix
     payup = payup_matrix[loan_idx, syn["instrument_idx"][syn_idx].astype(np.int64)]
@@ -109,6 +113,9 @@ def run(ctx: RunContext) -> None:
             "price": price[mask], "payup": payup[mask], "carry": carry[mask], "score": score[mask],
             "value": np.round(loans["upb"][loan_idx[mask]] * score[mask] / 100.0, 2),
         })
-    ctx.write(schema.pfill_syn_powerfill_guide, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    both = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    # key order (loan, ranking): loans are indexed in loan id order, and "payup" < "payup_carry"
+    order = np.argsort(np.r_[loan_idx[best["payup"][0]] * 2, loan_idx[best["payup_carry"][0]] * 2 + 1], kind="stable")
+    ctx.write(schema.pfill_syn_powerfill_guide, {k: v[order] for k, v in both.items()})
     ctx.counters["synthetic_trade_count"] = n_syn
     ctx.counters["synthetic_option_count"] = len(loan_idx)

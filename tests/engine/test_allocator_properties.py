@@ -25,7 +25,7 @@ def problems(draw: st.DrawFn) -> AllocationProblem:
     no_pair = ~eligible.any(axis=1) & (fixed < 0)
     reason = np.where(no_pair, reasons.NO_ELIGIBLE_TRADE, 0).astype(np.int8)
     amount = np.round(rng.uniform(0.2, 3.0, m) * 1_000_000, -3)
-    return AllocationProblem(
+    return AllocationProblem.from_pairs(
         loan_upb=upb, loan_high_balance=rng.random(n) < 0.15, loan_current_trade=current,
         loan_fixed_trade=fixed, loan_no_candidate_reason=reason, trade_amount=amount,
         trade_tolerance_pct=rng.choice([0.5, 1.0, 2.5, 5.0, 10.0], m), trade_stage=rng.integers(1, 3, m),
@@ -41,7 +41,8 @@ def test_allocation_invariants(strategy: str, p: AllocationProblem) -> None:
     r = allocate(p, strategy)
     n, m = p.n_loans, p.n_trades
     placed = r.loan_trade >= 0
-    pairs = set(zip(p.cand_loan.tolist(), p.cand_trade.tolist(), strict=True))
+    pair_loan, pair_trade, _, _ = p.pairs()
+    pairs = set(zip(pair_loan.tolist(), pair_trade.tolist(), strict=True))
     fixed = p.loan_fixed_trade >= 0
 
     # each loan at most once (one trade per loan), locked loans stay in their trade
@@ -79,10 +80,10 @@ def test_allocation_invariants(strategy: str, p: AllocationProblem) -> None:
     assert (r.loan_reason[~placed] > 0).all()
     assert (r.loan_reason[placed] == 0).all()
     # chosen flags mark exactly the placed free loans' pairs
-    assert r.cand_chosen.sum() == int((placed & ~fixed).sum())
+    assert r.loan_chosen.sum() == int((placed & ~fixed).sum())
 
 
 def test_unknown_strategy_is_refused() -> None:
-    empty = AllocationProblem(*(np.zeros(0) for _ in range(12)))
+    empty = AllocationProblem(*(np.zeros(0) for _ in range(14)))
     with pytest.raises(ValueError, match="unknown allocation strategy"):
         allocate(empty, "mip")

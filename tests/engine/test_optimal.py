@@ -22,7 +22,7 @@ def _problem(rng: np.random.Generator, n: int, m: int, with_cash: bool = True,
     eligible = rng.random((n, m)) < density
     loan, trade = np.nonzero(eligible)
     cash = np.where(rng.random(n) < 0.8, np.round(rng.uniform(99, 102, n), 3), np.nan) if with_cash else None
-    return AllocationProblem(
+    return AllocationProblem.from_pairs(
         loan_upb=upb, loan_high_balance=rng.random(n) < 0.2, loan_current_trade=np.full(n, -1),
         loan_fixed_trade=np.full(n, -1), loan_no_candidate_reason=np.where(eligible.any(1), 0, 4).astype(np.int8),
         trade_amount=np.round(rng.uniform(0.3, 1.5, m) * 1_000_000, -3),
@@ -35,7 +35,8 @@ def _problem(rng: np.random.Generator, n: int, m: int, with_cash: bool = True,
 
 def _brute_force(p: AllocationProblem, required: np.ndarray) -> float:
     """Best objective over every assignment that respects eligibility, max, caps and the fill set."""
-    options = [[-1, *p.cand_trade[p.cand_loan == i].tolist()] for i in range(p.n_loans)]
+    pair_loan, pair_trade, _, _ = p.pairs()
+    options = [[-1, *pair_trade[pair_loan == i].tolist()] for i in range(p.n_loans)]
     tol = p.tolerance()
     max_allowed, min_allowed = p.trade_amount + tol, p.trade_amount - tol
     cap = np.where(np.isnan(p.trade_high_balance_cap_pct), np.inf, p.trade_high_balance_cap_pct) / 100 * p.trade_amount
@@ -76,7 +77,7 @@ def test_never_worse_than_greedy_and_bound_holds(seed: int, n: int, m: int) -> N
 
 def test_too_few_loans_reports_the_shortfall_per_trade() -> None:
     n = 3
-    p = AllocationProblem(
+    p = AllocationProblem.from_pairs(
         loan_upb=np.array([300_000.0, 250_000.0, 200_000.0]), loan_high_balance=np.zeros(n, bool),
         loan_current_trade=np.full(n, -1), loan_fixed_trade=np.full(n, -1),
         loan_no_candidate_reason=np.zeros(n, np.int8), trade_amount=np.array([5_000_000.0, 2_000_000.0]),
@@ -95,29 +96,31 @@ def test_too_few_loans_reports_the_shortfall_per_trade() -> None:
 
 def test_large_instance_uses_buckets_lp_and_repair(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force the bucket LP + rounding + repair path on a mid-size instance with duplicated loans."""
-    monkeypatch.setattr(opt, "EXACT_MIP_MAX_LOANS", 0)
+    monkeypatch.setattr(opt, "MIP_MAX_LOANS", 0)
     rng = np.random.default_rng(5)
     base = _problem(rng, 150, 8, density=0.5)
     # interchangeable loans (same options and values) so that buckets hold several loans
     copies = 4
     n = base.n_loans * copies
-    loan = np.concatenate([base.cand_loan + k * base.n_loans for k in range(copies)])
-    p = AllocationProblem(
+    base_loan, base_trade, base_score, _ = base.pairs()
+    loan = np.concatenate([base_loan + k * base.n_loans for k in range(copies)])
+    p = AllocationProblem.from_pairs(
         loan_upb=np.tile(base.loan_upb, copies), loan_high_balance=np.tile(base.loan_high_balance, copies),
         loan_current_trade=np.full(n, -1), loan_fixed_trade=np.full(n, -1),
         loan_no_candidate_reason=np.tile(base.loan_no_candidate_reason, copies),
         trade_amount=base.trade_amount * copies, trade_tolerance_pct=base.trade_tolerance_pct,
         trade_stage=base.trade_stage, trade_high_balance_cap_pct=base.trade_high_balance_cap_pct,
-        cand_loan=loan, cand_trade=np.tile(base.cand_trade, copies), cand_score=np.tile(base.cand_score, copies),
+        cand_loan=loan, cand_trade=np.tile(base_trade, copies), cand_score=np.tile(base_score, copies),
         loan_cash_price=np.tile(base.loan_cash_price, copies),
     )
     g, r = allocate(p, "greedy"), allocate(p, "optimal")
-    assert r.stats["exact_mip"] == 0 and r.stats["lp_buckets"] < n
+    assert r.stats["mip_components"] == 0 and r.stats["lp_buckets"] < n
     assert r.stats["objective_value"] >= g.stats["objective_value"]
     assert (r.trade_status == "Filled").sum() >= (g.trade_status == "Filled").sum()
     assert 0 <= r.stats["gap_pct"] < 5.0  # includes the price of the fill set (the bound ignores it)
     placed = r.loan_trade >= 0
-    pairs = set(zip(p.cand_loan.tolist(), p.cand_trade.tolist(), strict=True))
+    pair_loan, pair_trade, _, _ = p.pairs()
+    pairs = set(zip(pair_loan.tolist(), pair_trade.tolist(), strict=True))
     assert all((int(i), int(r.loan_trade[i])) in pairs for i in np.flatnonzero(placed))
     assert (r.trade_allocated_upb <= r.trade_max + EPS).all()
     assert (r.loan_reason[~placed] > 0).all()
