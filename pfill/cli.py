@@ -19,9 +19,9 @@ from .errors import EXIT_ERROR, PfillError
 COMMANDS: dict[str, tuple[str, str]] = {
     "superset": ("pfill.deploy.stack_cli:superset_group", "Run a local Superset 6.1 for the demo and for development."),
     "env": ("pfill.deploy.stack_cli:env_group", "Superset environments: the built-in `local` and those in pfill.yaml."),
-    "db": ("pfill.engine.cli:db_group", "The engine database."),
-    "demo-data": ("pfill.engine.cli:demo_data_command",
-                  "Replace a tenant's inputs with realistic demo data (deterministic for a seed and date)."),
+    "db": ("pfill.engine.cli:db_group", "The engine database and its schema revision."),
+    "demo-data": ("pfill.engine.cli:demo_data_command", "Replace a tenant's inputs with a demo lender's pipeline and "
+                  "hedge book (deterministic for a seed and date)."),
     "run": ("pfill.engine.cli:run_command", "Run PowerFill for a tenant: the six steps, with progress per step."),
     "runs": ("pfill.engine.cli:runs_group", "Engine runs: list, show, cancel, reconcile."),
     "lint": ("pfill.queries.cli:lint", "Render every query for every dialect, parse it with sqlglot and check it."),

@@ -9,22 +9,23 @@ import shutil
 import pytest
 import yaml
 
-from .test_deploy_live import EXPECTED, _counts, _deployed
+from .test_deploy_live import EXPECTED, _counts
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
 
 def test_a_conflict_in_one_tenant_writes_nothing_for_any(deploy_target, managed_objects) -> None:
-    """`lite`'s slugs belong to environment `it`; `mixfresh` is new. Before, the new tenant's 42
-    objects were created and then apply said nothing was written."""
-    _deployed(deploy_target, "it")
-    deploy_target.write_env("mixed", ["mixfresh", "lite"])
+    """`mixowned`'s slugs belong to environment `owner`; `mixfresh` is new. Before, the new tenant's
+    42 objects were created and then apply said nothing was written."""
+    deploy_target.write_env("owner", ["mixowned"])
+    assert deploy_target.pfill("apply", "--env", "owner", "--yes").exit_code == 0
+    deploy_target.write_env("mixed", ["mixfresh", "mixowned"])
     applied = deploy_target.pfill("apply", "--env", "mixed", "--yes")
     assert applied.exit_code == 1
     assert "error: nothing was written: " in applied.stderr
-    assert "not managed by pfill-kit for mixed/lite" in applied.stderr
+    assert "not managed by pfill-kit for mixed/mixowned" in applied.stderr
     assert _counts(managed_objects("mixed", "mixfresh")) == dict.fromkeys(EXPECTED, 0)
-    assert _counts(managed_objects("mixed", "lite")) == dict.fromkeys(EXPECTED, 0)
+    assert _counts(managed_objects("mixed", "mixowned")) == dict.fromkeys(EXPECTED, 0)
 
 
 def test_dataset_sql_the_database_refuses_is_caught_before_writing(deploy_target, managed_objects) -> None:

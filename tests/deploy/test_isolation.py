@@ -9,6 +9,7 @@ import uuid
 import pytest
 import yaml
 
+from pfill.deploy.access import SecurityState
 from pfill.deploy.client import SupersetClient, SupersetError
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
@@ -16,7 +17,8 @@ VIEWER_PASSWORD = "Viewer-Pw-" + uuid.uuid4().hex[:8]
 
 
 def _roles(client: SupersetClient) -> dict[str, dict]:
-    return {r["name"]: r for r in client.get("/api/v1/security/roles/search/")["result"]}
+    """Every role by name (all pages: each environment and tenant the tests deploy has one)."""
+    return SecurityState.read(client, set()).roles
 
 
 def _user(admin: SupersetClient, name: str, roles: list[int]) -> SupersetClient:
