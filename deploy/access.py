@@ -18,7 +18,7 @@ from typing import Any
 
 import prison
 
-from .client import SupersetClient
+from .client import SupersetClient, SupersetError
 from .desired import DesiredState
 from .live import LiveState, read_live
 from .plan import Change, FieldDiff, Plan
@@ -127,7 +127,7 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     live = read_live(client, state)  # the ids of what the import just created
     security = SecurityState.read(client, set(state.tenant.viewers))
     role = security.roles.get(change.name)
-    role_id = role["id"] if role else client.post("/api/v1/security/roles/", json={"name": change.name})["id"]
+    role_id = role["id"] if role else _create_role(client, change.name)
     tables = set(_tenant_tables(state))
     database = state.database.name
     wanted = sorted(pid for pid, view in security.grants.items()
@@ -149,6 +149,17 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     if not required <= holders:
         client.put(f"/api/v1/security/roles/{role_id}/users", json={"user_ids": sorted(holders | required)})
     return client.writes - writes
+
+
+def _create_role(client: SupersetClient, name: str) -> int:
+    """The new role's id; when another apply created it meanwhile (a name is unique), that one's."""
+    try:
+        return int(client.post("/api/v1/security/roles/", json={"name": name})["id"])
+    except SupersetError:
+        made = SecurityState.read(client, set()).roles.get(name)
+        if made is None:
+            raise
+        return int(made["id"])
 
 
 def ensure_viewer(client: SupersetClient, username: str, role: str, password: str) -> None:
