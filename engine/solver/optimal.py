@@ -1,32 +1,40 @@
-"""The `optimal` strategy: the allocation LP solved with HiGHS, rounded to whole loans, repaired, and on
-components small enough to prove, the exact MIP warm-started from that allocation.
+"""The `optimal` strategy: the allocation LP solved with HiGHS, rounded to whole loans, repaired and
+repacked, and on components small enough to prove, the exact MIP warm-started from that allocation.
 
 1. Economics (objective.py): a placement is worth UPB x (score - cash price, or 0 when the loan would be
    kicked out); a trade below its min allowed pays pair-off points on the shortfall.
-2. Buckets (buckets.py): loans with identical options are one LP unit, so the LP over buckets has the
+2. The fill set: the trades the staged greedy fills inside tolerance must be filled (see fill_set).
+3. Buckets (buckets.py): loans with identical options are one LP unit, so the LP over buckets has the
    same optimum as the loan-level relaxation at a fraction of the size.
-3. Decomposition (components.py): connected components of the bucket-group graph (programs, coupons,
+4. Decomposition (components.py): connected components of the bucket-group graph (programs, coupons,
    settlements that share no loan) are separate LPs (lp_model.py: a flow bucket -> group -> trade, HiGHS
    dual simplex, one time limit for all).
-4. Rounding (rounding.py): each bucket's dollars are dealt to its groups loan by loan, then each group's
+5. Rounding (rounding.py): each bucket's dollars are dealt to its groups loan by loan, then each group's
    loans to its trades in proportion to the LP's dollars.
-5. Repair (repair.py): trades over a hard limit give back loans; short trades pull loans from the cash
+6. Repair (repair.py): trades over a hard limit give back loans; short trades pull loans from the cash
    window and from trades with room above their own min; every loan that still has a positive-gain move
-   takes it.
-6. MIP (mip.py): a component with at most MIP_MAX_LOANS loans (and MIP_MAX_PAIRS pairs that fit) is
-   solved exactly by HiGHS's branch and bound from the repaired allocation, within its share of
-   MIP_SECONDS. Its dual bound replaces the LP's for that component; its allocation is taken when it is
-   worth more and fills every trade of the fill set.
+   takes it. Packing (pack.py): a knapsack per trade exchanges several loans at once where whole loans
+   miss the band (books of small trades), for PACK_SECONDS, longer while the gap stays large.
+7. MIP (mip.py): a component with at most MIP_MAX_LOANS loans (and MIP_MAX_PAIRS pairs that fit) is
+   solved exactly by HiGHS's branch and bound from the repaired allocation, within MIP_SECONDS_PER_LOAN
+   per loan (MIP_SECONDS for all). Its dual bound replaces the LP's; its allocation is taken when it is
+   worth more and fills the fill set.
 
-The bound (`lp_bound`) is an upper bound on the objective of *any* allocation that respects the hard
-limits: the sum over components of the MIP's dual bound or the LP relaxation without the fill set. So
-gap = (bound - value) / (bound - baseline) is a certificate on the premium, and `proven_optimal` (gap
-within a dollar per component) means no allocation is worth more.
+Bounds, per component and summed (plus the cash value of every free loan, less the pair-off of trades
+no free loan can enter):
+- `lp_bound`: an upper bound on the objective of every allocation that respects the hard limits and
+  fills the fill set, i.e. of every allocation this strategy may return: the LP with the fill set
+  required, or the MIP's dual bound (with the fill set when it binds). gap_pct = (bound - value) /
+  (bound - baseline) is a certificate on the premium; `proven_optimal` means every component's value is
+  within the MIP's stopping rule of its bound (a dollar, or 1e-7): no such allocation is worth more.
+- `free_bound` / `free_gap_pct` (stats only): the same over every allocation, the fill set dropped (the
+  plain LP relaxation or the MIP without the fill set); the difference is the most the fill set costs.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,14 +61,15 @@ from .repair import RepairState
 from .rounding import deal_to_trades, round_buckets
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
-PACK_PASSES = 3
-PACK_SECONDS = 3.0  # knapsack repacking of trades (pack.py), best potential first, at most this long
+PACK_SECONDS = 1.0  # knapsack repacking of trades (pack.py), best potential first, this long,
+PACK_MAX_SECONDS = 4.0  # ... or this long when the gap is still above
+PACK_MORE_GAP_PCT = 0.25  # ... this (percent of the premium) after PACK_SECONDS
 PACK_MIN_DOLLARS = 50.0  # a trade whose repacking could gain less than this is left as it is
 MIP_MAX_LOANS = 2000  # a component with at most this many free loans (with options) may get the MIP
-MIP_MAX_PAIRS = 150_000  # ... and at most this many (loan, trade) pairs that fit
-MIP_SECONDS_PER_LOAN = 0.002  # a component's MIP time limit: this per free loan of it (at least
-MIP_MIN_SECONDS = 0.5  # this), so the MIP's time grows with the book like everything else
-MIP_SECONDS = 10.0  # all MIPs of a run together at most this (smallest components first)
+MIP_MAX_PAIRS = 50_000  # ... and at most this many (loan, trade) pairs that fit (larger: the root alone is slow)
+MIP_SECONDS_PER_LOAN = 0.004  # a component's MIP time limit: this per free loan of it (at least
+MIP_MIN_SECONDS = 1.0  # this), so the MIP's time grows with the component like everything else
+MIP_SECONDS = 4.0  # all MIPs of a run together at most this (smallest components first)
 
 
 def bands_of(p: AllocationProblem) -> Bands:
@@ -90,8 +99,9 @@ class Component:
     groups: np.ndarray
     trades: np.ndarray
     arc_ids: np.ndarray  # its LP arcs
-    bound: float = np.inf  # dollars of premium (over the alternatives, net of pair-off of its trades)
-    exact: bool = False  # the bound is a certificate (its LP or MIP ended Optimal or with a dual bound)
+    bound: float = np.inf  # dollars of premium (over the alternatives, net of pair-off of its trades) of any allocation
+    bound_fill: float = np.inf  # ... of any allocation that fills the fill set (<= bound)
+    exact: bool = False  # the bounds are certificates (its LP or MIP ended Optimal or with a dual bound)
     proven: bool = False
     loans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -145,6 +155,7 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
                          p.trade_premium, bands, required, trade_open[0], trade_open[1])
         sol = lp.solve(deadline - time.monotonic())
         out.iterations += sol.iterations
+        with_fill_set = lp.required.any() and sol.status == "Optimal"
         if sol.status not in ("Optimal", "Time limit reached") and lp.relax():
             # the fill set cannot be met here: round the free LP instead
             sol = lp.solve(deadline - time.monotonic())
@@ -157,7 +168,9 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
             out.iterations += relaxed.iterations
         else:
             relaxed = sol
-        out.components.append(Component(groups=groups, trades=trades, arc_ids=arc_ids, bound=relaxed.objective,
+        bound = relaxed.objective
+        out.components.append(Component(groups=groups, trades=trades, arc_ids=arc_ids, bound=bound,
+                                         bound_fill=min(bound, sol.objective) if with_fill_set else bound,
                                          exact=relaxed.status == "Optimal"))
     return out
 
@@ -183,6 +196,52 @@ def component_value(p: AllocationProblem, loan_trade: np.ndarray, loans: np.ndar
     in_trade = np.bincount(loan_trade[placed], weights=p.loan_upb[placed], minlength=p.n_trades)[trades]
     short = np.maximum(0.0, bands.lower[trades] - in_trade)
     return value - float(np.sum(short * bands.pair_off[trades]) / 100.0)
+
+
+def total_bound(p: AllocationProblem, components: list[Component], bands: Bands, fill: bool = True) -> float:
+    """The objective's upper bound from the components' bounds (dollars): over allocations that fill the
+    fill set (`fill`), or over every allocation. Trades outside every component (no free loan can enter
+    them) can only be short by their whole remaining min."""
+    in_lp = np.zeros(p.n_trades, dtype=bool)
+    for comp in components:
+        in_lp[comp.trades] = True
+    outside_pair_off = float(np.sum(bands.lower[~in_lp] * bands.pair_off[~in_lp]) / 100.0)
+    parts = sum(c.bound_fill if fill else c.bound for c in components)
+    return ob.cash_only_value(p) + parts - outside_pair_off
+
+
+def _gap_meter(p: AllocationProblem, components: list[Component], bands: Bands) -> Callable[[np.ndarray], float]:
+    """gap_pct of an assignment against the components' current bounds."""
+    bound = total_bound(p, components, bands)
+
+    def gap(loan_trade: np.ndarray) -> float:
+        return gap_pct(bound, ob.evaluate(p, loan_trade))
+
+    return gap
+
+
+def pack_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], float]) -> int:
+    """Knapsack repacking (pack.py), most promising trades first, again for the groups that changed, for
+    PACK_SECONDS; as long as PACK_MAX_SECONDS when the gap is still above PACK_MORE_GAP_PCT by then (a book
+    of small trades, where whole loans matter). Returns how many trades changed."""
+    p = state.p
+    start = time.monotonic()
+    deadline, extended = start + PACK_SECONDS, False
+    todo = pack_order(state, opt_points)
+    packed: set[int] = set()
+    while True:
+        changed = pack(state, todo, deadline)
+        if changed:
+            state.improve()
+            packed.update(changed)
+        late = time.monotonic() >= deadline
+        if late and not extended and PACK_MAX_SECONDS > PACK_SECONDS and gap() > PACK_MORE_GAP_PCT:
+            deadline, extended = start + PACK_MAX_SECONDS, True
+            todo = pack_order(state, opt_points)
+            continue
+        if late or not changed:
+            return len(packed)
+        todo = pack_order(state, opt_points, groups=np.unique(p.trade_group[changed]))
 
 
 def pack_order(state: RepairState, opt_points: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
@@ -237,6 +296,7 @@ def improve_with_mip(p: AllocationProblem, loan_trade: np.ndarray, components: l
         stats["mip_nodes"] += sol.nodes
         if np.isfinite(sol.bound):
             comp.bound = min(comp.bound, sol.bound) if comp.exact else sol.bound
+            comp.bound_fill = min(comp.bound_fill, comp.bound) if comp.exact else comp.bound
             comp.exact = True
         candidate = _with(loan_trade, comp.loans, sol.loan_trade)
         retry = candidate is not None and not _fills(p, candidate, comp, bands, required)
@@ -245,6 +305,8 @@ def improve_with_mip(p: AllocationProblem, loan_trade: np.ndarray, components: l
             mip.warm_start(loan_trade)
             again = mip.solve(deadline - time.monotonic())
             stats["mip_nodes"] += again.nodes
+            if comp.exact and np.isfinite(again.bound):
+                comp.bound_fill = min(comp.bound_fill, again.bound)
             candidate = _with(loan_trade, comp.loans, again.loan_trade)
         if candidate is None or not _fills(p, candidate, comp, bands, required):
             continue
@@ -306,36 +368,26 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     repair.fix_limits()
     repair.improve()
     pack_started = time.monotonic()
-    packed: set[int] = set()
-    todo = pack_order(repair, opt_points)
-    for _ in range(PACK_PASSES):
-        changed = pack(repair, todo, pack_started + PACK_SECONDS)
-        if not changed:
-            break
-        repair.improve()
-        packed.update(changed)
-        # next pass: the trades of the groups that changed, best potential first
-        todo = pack_order(repair, opt_points, groups=np.unique(p.trade_group[changed]))
+    components = relaxation.components
+    gap_now = _gap_meter(p, components, bands)
+    packed = pack_trades(repair, opt_points, lambda: gap_now(repair.loan_trade))
     pack_seconds = time.monotonic() - pack_started
     repair_seconds = time.monotonic() - repair_started
     loan_trade = repair.loan_trade
 
-    components = relaxation.components
     _assign_loans(p, free_opts, components)
     repaired = loan_trade.copy()
     mip_stats = improve_with_mip(p, loan_trade, components, opt_points, bands, required, mip_seconds)
 
     value = ob.evaluate(p, loan_trade)
     for comp in components:
+        if not _fills(p, loan_trade, comp, bands, required):
+            comp.bound_fill = comp.bound  # (the repair could not fill it: only the plain bound holds)
         worth = component_value(p, loan_trade, comp.loans, comp.trades, opt_points, bands)
-        comp.proven = comp.exact and worth >= comp.bound - proven_slack(comp.bound)
+        comp.proven = comp.exact and worth >= comp.bound_fill - proven_slack(comp.bound_fill)
     exact = all(c.exact for c in components)
-    # trades outside every component (no free loan can enter) can only be short by their whole remaining min
-    in_lp = np.zeros(p.n_trades, dtype=bool)
-    for comp in components:
-        in_lp[comp.trades] = True
-    outside_pair_off = float(np.sum(bands.lower[~in_lp] * bands.pair_off[~in_lp]) / 100.0)
-    bound = ob.cash_only_value(p) + sum(c.bound for c in components) - outside_pair_off if exact else float("nan")
+    bound = total_bound(p, components, bands) if exact else float("nan")
+    free_bound = total_bound(p, components, bands, fill=False) if exact else float("nan")
     proven = exact and all(c.proven for c in components)
     loan_pass = np.select([fixed, loan_trade < 0, loan_trade != repaired, loan_trade == lp_trade],
                           [PASS_LOCKED, PASS_NONE, PASS_MIP, PASS_LP], default=PASS_REPAIR)
@@ -344,6 +396,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "lp_bound": round(bound, 2),
         "gap_pct": round(gap_pct(bound, value), 6),
         "proven_optimal": int(proven),
+        "free_bound": round(free_bound, 2), "free_gap_pct": round(gap_pct(free_bound, value), 6),
         "solver_seconds": round(lp_seconds + mip_stats["mip_seconds"], 3),
         "lp_seconds": round(lp_seconds, 3),
         "fill_set_seconds": round(fill_set_seconds, 3), "repair_seconds": round(repair_seconds, 3),
@@ -351,7 +404,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "lp_buckets": buckets.n_buckets, "lp_columns": len(arcs.bucket), "lp_components": len(components),
         "components_proven": sum(c.proven for c in components),
         "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
-        "repair_moves": repair.moves, "packed_trades": len(packed), "pack_seconds": round(pack_seconds, 3), **mip_stats,
+        "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3), **mip_stats,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)
 
