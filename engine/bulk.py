@@ -63,11 +63,37 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, A
 
 
 def _copy(conn: sa.Connection, table: sa.Table, names: Sequence[str], rows: list[tuple]) -> None:
+    """One COPY for all rows, its CSV made as the server reads it: the server parses and indexes one chunk
+    while this process formats the next."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
-    for start in range(0, len(rows), BATCH_ROWS):
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(rows[start:start + BATCH_ROWS])
-        buffer.seek(0)
-        cursor.copy_expert(sql, buffer)
+    cursor.copy_expert(sql, _CsvStream(rows), size=COPY_CHUNK)
     cursor.close()
+
+
+COPY_CHUNK = 1 << 20  # characters the server is sent at a time
+
+
+class _CsvStream:
+    """A read-only text stream of `rows` as CSV, formatted chunk by chunk as it is read."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows, self.pos = rows, 0
+        self.out = io.StringIO()
+        self.writer = csv.writer(self.out)
+        self.pending = ""
+        self.step = 1000
+
+    def read(self, size: int = -1) -> str:
+        want = COPY_CHUNK if size is None or size < 0 else size
+        while len(self.pending) < want and self.pos < len(self.rows):
+            self.writer.writerows(self.rows[self.pos:self.pos + self.step])
+            self.pos += self.step
+            self.pending += self.out.getvalue()
+            self.out.seek(0)
+            self.out.truncate()
+        data, self.pending = self.pending[:want], self.pending[want:]
+        return data
+
+    def readline(self, size: int = -1) -> str:  # not used by COPY FROM STDIN, present for file-likeness
+        return self.read(size)

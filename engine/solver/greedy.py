@@ -17,7 +17,7 @@ Greedy, in the spirit of the original (setup, first pass, substitution, orphan s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -115,15 +115,16 @@ class _GreedyState:
     def _skip_dead(self, w: _Walks, idx: np.ndarray, limit: np.ndarray) -> np.ndarray:
         """Move each walk in `idx` past the trades that cannot take its loan now (too little room, or the
         high-balance cap); returns the walks with a trade left."""
+        room = limit - self.fill + EPS
+        hb_room = self.hb_cap - self.hb_fill + EPS
         check = idx
         while len(check):
             head = w.trades[w.ptr[check]]
-            loan = w.loan[check]
-            upb, hb = self.upb[loan], self.hb[loan]
-            too_big = upb > limit[head] - self.fill[head] + EPS
-            hb_block = hb & (upb > self.hb_cap[head] - self.hb_fill[head] + EPS)
+            upb = w.upb[check]
+            too_big = upb > room[head]
+            hb_block = w.hb[check] & (upb > hb_room[head])
             skip = head == w.skip[check]
-            self.hb_rejected[loan[hb_block & ~too_big & ~skip]] = True
+            self.hb_rejected[w.loan[check[hb_block & ~too_big & ~skip]]] = True
             dead = check[skip | too_big | hb_block]
             w.ptr[dead] += 1
             check = dead[w.ptr[dead] < w.end[dead]]
@@ -135,6 +136,7 @@ class _GreedyState:
         while its running UPB (and high-balance UPB) fits."""
         p = self.p
         w = self._walks(allowed)
+        w.upb, w.hb = self.upb[w.loan], self.hb[w.loan]
         idx = np.arange(len(w.loan))
         while True:
             idx = self._skip_dead(w, idx, limit)
@@ -143,7 +145,7 @@ class _GreedyState:
             self.rounds += 1
             head = w.trades[w.ptr[idx]]
             loan = w.loan[idx]
-            priority = w.score[idx] + p.trade_premium[head] + w.bonus[idx]
+            priority = w.base[idx] + p.trade_premium[head]
             # each loan's best walk (ties: the lower trade index); idx is sorted by loan
             seg = np.flatnonzero(np.r_[True, loan[1:] != loan[:-1]])
             size = np.diff(np.r_[seg, len(idx)])
@@ -239,6 +241,15 @@ class _Walks:
     skip: np.ndarray  # the trade this walk leaves to the current-trade walk, -1 none
     ptr: np.ndarray
     end: np.ndarray
+    upb: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the walk's loan's UPB
+    hb: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # ... and high-balance flag
+
+    @property
+    def base(self) -> np.ndarray:
+        """score + bonus: the walk's priority before the trade's premium."""
+        if not hasattr(self, "_base"):
+            self._base = self.score + self.bonus
+        return self._base
 
 
 def greedy(problem: AllocationProblem) -> AllocationResult:
