@@ -372,7 +372,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     gap_now = _gap_meter(p, components, bands)
     packed = pack_trades(repair, opt_points, lambda: gap_now(repair.loan_trade))
     pack_seconds = time.monotonic() - pack_started
-    repair_seconds = time.monotonic() - repair_started
+    repair_seconds = time.monotonic() - repair_started - pack_seconds
     loan_trade = repair.loan_trade
 
     _assign_loans(p, free_opts, components)

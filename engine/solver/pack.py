@@ -27,6 +27,7 @@ from .repair import MIN_GAIN, RepairState
 MAX_UNITS = 2000  # knapsack capacity in units of UPB
 MIN_UNIT = 100.0  # dollars
 OWN_LOANS = 12  # a trade's least valuable loans that may leave it
+DONOR_RETRIES = 3  # knapsacks per trade when a chosen set takes more from a donor trade than it can give
 POOL_LOANS = 160  # loans at their alternative (or spare in other trades) offered to a trade
 
 
@@ -76,15 +77,23 @@ def pack(state: RepairState, trades: np.ndarray, deadline: float = np.inf) -> li
         q = float(state.pair_off[j]) / 100.0
         must = bool(state.required[j]) and state.fill[j] >= state.min_allowed[j] - EPS
         current = float(value[:len(own)].sum()) - q * max(0.0, need - float(state.upb[own].sum()))
-        chosen = _best_set(state.upb[items], value, room, need, q, must)
+        source = state.loan_trade[items]
+        for _ in range(DONOR_RETRIES):
+            chosen = _best_set(state.upb[items], value, room, need, q, must)
+            if chosen is None:
+                break
+            # every donor must keep its min: at most its slack may leave it; else offer the set without
+            # the loans of the donors it would break
+            other = chosen[(source[chosen] >= 0) & (source[chosen] != j)]
+            taken = np.bincount(source[other], weights=state.upb[items[other]], minlength=p.n_trades)
+            donors = np.unique(source[other])
+            broken = donors[taken[donors] > state.fill[donors] - state.min_allowed[donors] + EPS]
+            if len(broken) == 0:
+                break
+            value = np.where(np.isin(source, broken), -np.inf, value)
+            chosen = None
         if chosen is None:
             continue
-        source = state.loan_trade[items[chosen]]
-        other = (source >= 0) & (source != j)
-        if other.any():  # every donor must keep its min: at most its slack may leave it
-            taken = np.bincount(source[other], weights=state.upb[items[chosen][other]], minlength=p.n_trades)
-            if np.any(taken > state.fill - state.min_allowed + EPS):
-                continue
         new_value = float(value[chosen].sum()) - q * max(0.0, need - float(state.upb[items[chosen]].sum()))
         if new_value <= current + MIN_GAIN:
             continue
