@@ -68,16 +68,20 @@ def run(ctx: RunContext) -> None:
     problem = build_problem(ctx)
     result = allocate(problem, ctx.strategy)
     ctx.checkpoint()
-    placement = place(ctx, problem, result)
+    top = problem.top_pairs(ctx.candidates_kept_per_loan)
+    placement = place(ctx, problem, result, top)
     write_guide(ctx, placement, result)
     ctx.checkpoint()
-    write_candidates(ctx, problem, result)
+    write_candidates(ctx, problem, result, top, placement.loan_rank)
     ctx.checkpoint()
     write_trade_base(ctx, placement, result, problem.trade_stage)
     ctx.allocation = outcome(ctx, result, placement)
     write_cash_market_map(ctx, ctx.allocation)
     write_kickouts(ctx, ctx.allocation)
     record_counters(ctx, placement, result, ctx.allocation)
+
+
+TopPairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (loan, trade, rank) of each loan's best few pairs
 
 
 @dataclass
@@ -106,9 +110,10 @@ def trade_pools(inputs: Inputs) -> np.ndarray:
     return np.array([first_pool.get(i, f"NEW-{tid}") for i, tid in enumerate(trades["trade_id"])], dtype=object)
 
 
-def place(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> Placement:
+def place(ctx: RunContext, problem: AllocationProblem, result: AllocationResult, top: TopPairs) -> Placement:
     """Pool and value of each placement. A placed loan stays in its own pool when that pool serves the
-    trade; locked loans have no candidate option, so every placement is priced here."""
+    trade; locked loans have no candidate option, so every placement is priced here. `top`: each loan's
+    best few pairs (the rank of a chosen pair among them is read there, else worked out)."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand, pricing = required(ctx.candidates, "candidates"), required(ctx.pricing, "settle_price")
@@ -124,9 +129,12 @@ def place(ctx: RunContext, problem: AllocationProblem, result: AllocationResult)
     payup = pricing.payup_matrix[placed, pricing.trade_instrument_idx[t]]
     carry = np.round((rate - pricing.trade_fin_rate[t]) * pricing.trade_days[t] / 360.0, 6)
     score = price + payup + (carry if ctx.scoring == "price_carry" else 0.0)
-    chosen = np.flatnonzero(result.loan_chosen)
+    cl, ct, rank = top
+    hit = result.loan_chosen[cl] & (result.loan_trade[cl] == ct)
     loan_rank = np.full(n, -1, dtype=np.int64)
-    loan_rank[chosen] = problem.pair_rank(chosen, result.loan_trade[chosen])
+    loan_rank[cl[hit]] = rank[hit]
+    beyond = np.flatnonzero(result.loan_chosen & (loan_rank < 0))
+    loan_rank[beyond] = problem.pair_rank(beyond, result.loan_trade[beyond])
     return Placement(loans=placed, trades=t, target_pool=target_pool, note_rate=rate, price=price, payup=payup,
                      carry=carry, value=np.round(loans["upb"][placed] * score / 100.0, 2), loan_rank=loan_rank)
 
@@ -149,20 +157,19 @@ def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> Non
     })
 
 
-def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> None:
+def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult, top: TopPairs,
+                     loan_rank: np.ndarray) -> None:
     """pfill_loan2trade_candy_level_01: the best few pairs of each loan (by score), and the chosen one."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand = required(ctx.candidates, "candidates")
-    cl, ct, rank = problem.top_pairs(ctx.candidates_kept_per_loan)
+    cl, ct, rank = top
     chosen = result.loan_chosen[cl] & (result.loan_trade[cl] == ct)
     # chosen pairs beyond the best few: one more row each, with their own rank
-    extra = np.flatnonzero(result.loan_chosen)
-    extra = np.setdiff1d(extra, cl[chosen], assume_unique=True)
+    extra = np.setdiff1d(np.flatnonzero(result.loan_chosen), cl[chosen], assume_unique=True)
     if len(extra):
-        extra_trade = result.loan_trade[extra]
-        cl, ct = np.r_[cl, extra], np.r_[ct, extra_trade]
-        rank = np.r_[rank, problem.pair_rank(extra, extra_trade)]
+        cl, ct = np.r_[cl, extra], np.r_[ct, result.loan_trade[extra]]
+        rank = np.r_[rank, loan_rank[extra]]
         chosen = np.r_[chosen, np.ones(len(extra), dtype=bool)]
     order = np.lexsort((ct, cl))  # the table's key order (loan id, trade id): cheaper index inserts
     cl, ct, rank, chosen = cl[order], ct[order], rank[order], chosen[order]
@@ -192,8 +199,9 @@ def write_trade_base(ctx: RunContext, pl: Placement, result: AllocationResult, s
     locked_upb = np.bincount(t, weights=upb * (result.loan_pass[placed] == PASS_LOCKED), minlength=m)
     pools_used = np.zeros(m, dtype=np.int64)
     if len(placed):
-        pair_keys = np.unique(np.char.add(t.astype(str), "|" + pl.target_pool[placed].astype(str)))
-        pools_used = np.bincount(np.array([int(k.split("|")[0]) for k in pair_keys]), minlength=m)
+        pool_code = np.unique(pl.target_pool[placed].astype(str), return_inverse=True)[1].reshape(-1)
+        pairs = np.unique(t.astype(np.int64) * (int(pool_code.max()) + 1) + pool_code)
+        pools_used = np.bincount(pairs // (int(pool_code.max()) + 1), minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         wa_rate = np.where(fill > 0, rate_by_trade / fill, np.nan)
         wa_price = np.where(fill > 0, px_by_trade / fill, np.nan)
