@@ -56,6 +56,7 @@ from .problem import (
     AllocationProblem,
     AllocationResult,
     build_result,
+    fill_of,
 )
 from .repair import RepairState
 from .rounding import deal_to_trades, round_buckets
@@ -175,14 +176,16 @@ def solve_relaxation(p: AllocationProblem, arcs: Arcs, buckets: Buckets, bands: 
     return out
 
 
-def fill_set(p: AllocationProblem) -> np.ndarray:
-    """(m,) trades the allocation must fill: those the staged greedy fills inside tolerance.
+def fill_set(p: AllocationProblem) -> tuple[np.ndarray, AllocationResult]:
+    """((m,) trades the allocation must fill: those the staged greedy fills inside tolerance; the greedy's
+    allocation, which fills them).
 
     The LP prices pair-off linearly, so it is indifferent between one trade $1M short and ten trades
     $100k short; operators are not (a short trade is a failed delivery). Requiring the greedy's filled
     trades keeps the optimum at least as good as the greedy on fills and on value (the greedy's own
     allocation satisfies the requirement), while the LP re-decides every loan."""
-    return greedy(p).trade_status == "Filled"
+    reference = greedy(p)
+    return reference.trade_status == "Filled", reference
 
 
 def component_value(p: AllocationProblem, loan_trade: np.ndarray, loans: np.ndarray, trades: np.ndarray,
@@ -269,6 +272,23 @@ def pack_order(state: RepairState, opt_points: np.ndarray, groups: np.ndarray | 
     return trades[np.argsort(-potential[trades], kind="stable")]
 
 
+def keep_the_better(p: AllocationProblem, loan_trade: np.ndarray, reference: np.ndarray, components: list[Component],
+                    opt_points: np.ndarray, bands: Bands, required: np.ndarray,
+                    fills_first: bool = True) -> np.ndarray:
+    """Per component, the greedy's allocation where it is worth more than `loan_trade`, or (with
+    `fills_first`) where `loan_trade` fills fewer of the component's trades inside tolerance: the strategy
+    is never worse than its reference, on fills or on value. Changes `loan_trade` in place; returns the
+    loans it took, (n,)."""
+    taken = np.zeros(p.n_loans, dtype=bool)
+    for comp in components:
+        mine = component_value(p, loan_trade, comp.loans, comp.trades, opt_points, bands)
+        theirs = component_value(p, reference, comp.loans, comp.trades, opt_points, bands)
+        if theirs > mine + 0.005 or (fills_first and _filled(p, loan_trade, comp) < _filled(p, reference, comp)):
+            loan_trade[comp.loans] = reference[comp.loans]
+            taken[comp.loans] = True
+    return taken
+
+
 def improve_with_mip(p: AllocationProblem, loan_trade: np.ndarray, components: list[Component],
                      opt_points: np.ndarray, bands: Bands, required: np.ndarray, budget: float) -> dict[str, float]:
     """The exact MIP on every component small enough, smallest first, warm-started from `loan_trade`
@@ -328,6 +348,12 @@ def _with(loan_trade: np.ndarray, loans: np.ndarray, assigned: np.ndarray | None
     return out
 
 
+def _filled(p: AllocationProblem, loan_trade: np.ndarray, comp: Component) -> int:
+    """How many of the component's trades the assignment fills inside tolerance."""
+    fill, _, count = fill_of(p, loan_trade)
+    return int(np.sum(p.limits().status(fill, count)[comp.trades] == "Filled"))
+
+
 def _fills(p: AllocationProblem, loan_trade: np.ndarray, comp: Component, bands: Bands, required: np.ndarray) -> bool:
     """Whether the component's trades of the fill set reach their min (net of locked loans)."""
     loans = comp.loans[loan_trade[comp.loans] >= 0]
@@ -348,7 +374,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     alt = ob.alternative_points(p)
     opt_points = p.opt_score - alt[p.opt_loan]  # premium over the loan's alternative, per 100, before the trade's
     bands = bands_of(p)
-    required = fill_set(p)
+    required, reference = fill_set(p)
     fill_set_seconds = time.monotonic() - started
     buckets = loan_buckets(p.n_loans, p.loan_upb, p.loan_high_balance, p.opt_loan[free_opts], p.opt_group[free_opts],
                            opt_points[free_opts])
@@ -376,8 +402,12 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     loan_trade = repair.loan_trade
 
     _assign_loans(p, free_opts, components)
+    better = keep_the_better(p, loan_trade, reference.loan_trade, components, opt_points, bands, required,
+                             fills_first=False)  # the MIP starts from the better of the two
     repaired = loan_trade.copy()
     mip_stats = improve_with_mip(p, loan_trade, components, opt_points, bands, required, mip_seconds)
+    from_greedy = better | keep_the_better(p, loan_trade, reference.loan_trade, components, opt_points, bands,
+                                           required)
 
     value = ob.evaluate(p, loan_trade)
     for comp in components:
@@ -389,8 +419,9 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     bound = total_bound(p, components, bands) if exact else float("nan")
     free_bound = total_bound(p, components, bands, fill=False) if exact else float("nan")
     proven = exact and all(c.proven for c in components)
-    loan_pass = np.select([fixed, loan_trade < 0, loan_trade != repaired, loan_trade == lp_trade],
-                          [PASS_LOCKED, PASS_NONE, PASS_MIP, PASS_LP], default=PASS_REPAIR)
+    from_greedy &= loan_trade == reference.loan_trade
+    loan_pass = np.select([fixed, loan_trade < 0, from_greedy, loan_trade != repaired, loan_trade == lp_trade],
+                          [PASS_LOCKED, PASS_NONE, reference.loan_pass, PASS_MIP, PASS_LP], default=PASS_REPAIR)
     stats: dict[str, float] = {
         "objective_value": round(value.objective, 2),
         "lp_bound": round(bound, 2),
@@ -404,7 +435,8 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "lp_buckets": buckets.n_buckets, "lp_columns": len(arcs.bucket), "lp_components": len(components),
         "components_proven": sum(c.proven for c in components),
         "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
-        "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3), **mip_stats,
+        "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3),
+        "greedy_components": sum(bool(from_greedy[c.loans].any()) for c in components), **mip_stats,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)
 
