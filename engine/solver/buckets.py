@@ -1,12 +1,12 @@
 """Interchangeable loans: buckets of loans whose every option is worth the same per dollar.
 
 A pair's value is UPB x (score - alternative): linear in UPB. Loans with the same high-balance flag,
-the same eligible trades and the same per-dollar value for each are interchangeable in the LP
-relaxation, so the LP can move dollars of a bucket instead of single loans and still have exactly the
-optimum of the loan-level relaxation (spread a bucket's dollars over its loans pro rata). At 100k
-demo loans 35k loans with options fall into ~2.5k buckets: the LP shrinks by an order of magnitude.
+the same options (trade groups, see problem.py; or trades) and the same per-dollar value for each are
+interchangeable in the LP relaxation, so the LP can move dollars of a bucket instead of single loans and
+still have exactly the optimum of the loan-level relaxation (spread a bucket's dollars over its loans
+pro rata). At 100k demo loans ~95k loans with options fall into ~4k buckets.
 
-The key is an order-free 2 x 64-bit hash of the loan's (trade, value) pairs (a sum of mixed pair
+The key is an order-free 2 x 64-bit hash of the loan's (group, value) pairs (a sum of mixed pair
 hashes), so no Python loop over loans; a collision needs two equal 128-bit sums.
 """
 

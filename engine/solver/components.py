@@ -1,9 +1,11 @@
 """Independent blocks of the allocation: connected components of the loan-trade bipartite graph.
 
 Two trades interact only through loans eligible for both, so each component is a separate problem
-(in practice one per program family: conventional 30-year, 15-year, Ginnie). Label propagation over
-the pair arrays: each round every trade takes the smallest label among its loans and vice versa; it
-converges in as many rounds as the graph is deep (a handful: coupon windows chain only so far).
+(in practice one per program family: conventional 30-year, 15-year, Ginnie, and small blocks such as a
+coupon no other coupon's loans reach). The solver runs it over buckets and trade groups (optimal.py); the
+function is the same for any bipartite graph. Label propagation over the pair arrays: each round every
+trade takes the smallest label among its loans and vice versa; it converges in as many rounds as the
+graph is deep (a handful: coupon windows chain only so far).
 """
 
 from __future__ import annotations
