@@ -54,14 +54,38 @@ def _brute_force(p: AllocationProblem, required: np.ndarray) -> float:
     return best
 
 
+def _grouped_problem(rng: np.random.Generator, n: int, m: int) -> AllocationProblem:
+    """Trades in groups (premiums apart), options per loan and group: the engine's shape."""
+    g = int(rng.integers(1, m + 1))
+    group = np.r_[np.arange(g), rng.integers(0, g, m - g)]
+    eligible = rng.random((n, g)) < 0.7
+    loan, opt_group = np.nonzero(eligible)
+    return AllocationProblem(
+        loan_upb=np.round(rng.lognormal(np.log(300_000), 0.5, n), 2), loan_high_balance=rng.random(n) < 0.2,
+        loan_current_trade=np.full(n, -1), loan_fixed_trade=np.full(n, -1),
+        loan_no_candidate_reason=np.where(eligible.any(1), 0, 4).astype(np.int8),
+        trade_amount=np.round(rng.uniform(0.3, 1.5, m) * 1_000_000, -3),
+        trade_tolerance_pct=rng.choice([2.5, 5.0, 10.0, 25.0], m), trade_stage=rng.integers(1, 3, m),
+        trade_high_balance_cap_pct=np.where(rng.random(m) < 0.7, 30.0, np.nan),
+        trade_group=group, trade_premium=np.round(rng.uniform(99, 101, m), 3),
+        opt_loan=loan, opt_group=opt_group, opt_score=np.round(rng.uniform(-0.5, 2.5, len(loan)), 3),
+        loan_cash_price=np.where(rng.random(n) < 0.8, np.round(rng.uniform(99, 102, n), 3), np.nan),
+    )
+
+
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 7), m=st.integers(1, 3))
-def test_matches_brute_force_on_tiny_instances(seed: int, n: int, m: int) -> None:
-    p = _problem(np.random.default_rng(seed), n, m)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 7), m=st.integers(1, 3), grouped=st.booleans())
+def test_matches_brute_force_on_tiny_instances(seed: int, n: int, m: int, grouped: bool) -> None:
+    """The optimum over allocations that fill the fill set, and bounds that no allocation beats: lp_bound
+    over those allocations, free_bound over all of them."""
+    rng = np.random.default_rng(seed)
+    p = _grouped_problem(rng, n, m) if grouped else _problem(rng, n, m)
     required = greedy(p).trade_status == "Filled"
     r = allocate(p, "optimal")
-    assert r.stats["objective_value"] == pytest.approx(_brute_force(p, required), abs=0.02)
-    assert r.stats["lp_bound"] >= r.stats["objective_value"] - 0.02
+    best = _brute_force(p, required)
+    assert r.stats["objective_value"] == pytest.approx(best, abs=0.02)
+    assert r.stats["lp_bound"] >= best - 0.02
+    assert r.stats["free_bound"] >= _brute_force(p, np.zeros(p.n_trades, dtype=bool)) - 0.02
 
 
 @settings(max_examples=60, deadline=None)
