@@ -19,7 +19,8 @@ from typing import Any
 import prison
 
 from .client import SupersetClient, SupersetError
-from .desired import DesiredState
+from .desired import DesiredState, dataset_name
+from .identity import deployed_slug
 from .live import LiveState, read_live
 from .plan import Change, FieldDiff, Plan
 
@@ -47,36 +48,22 @@ class SecurityState:
 
     @classmethod
     def read(cls, client: SupersetClient, viewers: set[str]) -> SecurityState:
-        roles = {row["name"]: row for row in _walk(client, "/api/v1/security/roles/search/")}
+        roles = {row["name"]: row for row in client.iter_list("security/roles/search")}
         found = client.get("/api/v1/security/permissions/", params={"q": prison.dumps(
             {"filters": [{"col": "name", "opr": "eq", "value": DATASOURCE_ACCESS}]})})["result"]
         grants: dict[int, str] = {}
         if found:
             only = [{"col": "permission", "opr": "rel_o_m", "value": found[0]["id"]}]
             grants = {row["id"]: row["view_menu"]["name"]
-                      for row in _walk(client, "/api/v1/security/permissions-resources/", only)}
+                      for row in client.iter_list("security/permissions-resources", only)}
         users: dict[str, int] = {}
         if viewers:
             only = [{"col": "username", "opr": "in", "value": sorted(viewers)}]
-            users = {row["username"]: row["id"] for row in _walk(client, "/api/v1/security/users/", only)}
+            users = {row["username"]: row["id"] for row in client.iter_list("security/users", only)}
         return cls(roles, grants, users)
 
 
-def _walk(client: SupersetClient, path: str, filters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    page = 0
-    while True:
-        query: dict[str, Any] = {"page": page, "page_size": 100, **({"filters": filters} if filters else {})}
-        body = client.get(path, params={"q": prison.dumps(query)})
-        rows += body["result"]
-        page += 1
-        if len(body["result"]) < 100 or len(rows) >= body.get("count", 0):
-            return rows
-
-
 def _tenant_tables(state: DesiredState) -> list[str]:
-    from .desired import dataset_name
-
     return sorted(dataset_name(o.name, state.env.name, state.tenant.name) for o in state.by_kind("dataset"))
 
 
@@ -104,8 +91,6 @@ def role_change(state: DesiredState, live: LiveState, security: SecurityState) -
 
 
 def _slugs(state: DesiredState) -> list[str]:
-    from .identity import deployed_slug
-
     return [deployed_slug(state.tenant.name, o.key.key) for o in state.by_kind("dashboard")]
 
 
