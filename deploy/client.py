@@ -14,7 +14,6 @@ import http.client
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -483,16 +482,3 @@ def _tls_reason(chain: list[BaseException]) -> str:
     reason = next((getattr(e, "reason", None) for e in chain if isinstance(e, ssl.SSLError)
                    and isinstance(getattr(e, "reason", None), str)), None)
     return reason.lower().replace("_", " ") if reason else "failed"
-
-
-def wait_until_healthy(url: str, timeout: float, interval: float = 1.0) -> bool:
-    """Poll `<url>/health` until it answers OK or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url.rstrip('/')}/health", timeout=5).ok:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(interval)
-    return False

@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import IO
 
 from pfill.errors import PfillError
-from pfill.processes import pid_alive
-from pfill.secrets import MASK, mask_text
-
-from .client import wait_until_healthy
+from pfill.processes import pid_alive, wait_until_healthy
+from pfill.secrets import MASK, mask_text, write_private
 
 SUPERSET_VERSION = "6.1.0"
 CONSTRAINTS = f"superset-{SUPERSET_VERSION}-constraints.txt"
@@ -44,15 +42,6 @@ class StackError(PfillError):
 
 def constraints_path() -> Path:
     return Path(str(resources.files("pfill.deploy").joinpath(CONSTRAINTS)))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret file readable by its owner only (0600), created with those rights."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
 
 
 def _tail(path: Path, lines: int = 25) -> str:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from pfill.errors import PfillError
 
 from . import schema
+from .pairs import member
 
 Columns = dict[str, np.ndarray]
 
@@ -163,10 +164,27 @@ def check_inputs(conn: sa.Connection, tenant: str) -> None:
                          hint=f"inputs are the tenant's rows in {table.name} and the other input tables")
 
 
-def load_inputs(conn: sa.Connection, tenant: str) -> Inputs:
+def check_loan_ids(conn: sa.Connection, tenant: str, loan_ids: Sequence[str]) -> None:
+    """Refuse a loan subset naming loans the tenant does not have (the first few are named)."""
+    t = schema.loan.c
+    known = set(conn.execute(sa.select(t.loan_id).where(t.tenant_id == tenant)).scalars())
+    unknown = [loan for loan in loan_ids if loan not in known]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(f"loan_ids: tenant {tenant} has no loan {shown}",
+                         hint="give loan ids of the tenant's pipeline (pfill_loan / loan.loan_id)")
+
+
+def load_inputs(conn: sa.Connection, tenant: str, loan_ids: Sequence[str] | None = None) -> Inputs:
+    """The tenant's inputs; with `loan_ids`, only those of the considered loans (the rest of the book,
+    trades and market data, is read whole)."""
     t = schema
+    loans = _read(conn, t.loan, tenant, _considered_loans())
+    if loan_ids is not None:
+        keep = member(loans["loan_id"], list(loan_ids))
+        loans = {name: values[keep] for name, values in loans.items()}
     return Inputs(
-        loans=_read(conn, t.loan, tenant, _considered_loans()),
+        loans=loans,
         trades=_read(conn, t.pscat_trades, tenant, _open_trades()),
         pools=_read(conn, t.pscat_pools, tenant),
         relation=_read(conn, t.pscat_trades_pools_relation, tenant),

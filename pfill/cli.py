@@ -24,6 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "hedge book (deterministic for a seed and date)."),
     "run": ("pfill.engine.cli:run_command", "Run PowerFill for a tenant: the six steps, with progress per step."),
     "runs": ("pfill.engine.cli:runs_group", "Engine runs: list, show, cancel, reconcile."),
+    "serve": ("pfill.engine.service.cli:serve", "Serve the run API (submit, watch and cancel runs) under "
+              "/api/powerfill, until stopped."),
+    "worker": ("pfill.engine.service.cli:worker", "Execute queued runs for `pfill serve --executor celery` (a Celery "
+               "worker on the broker)."),
+    "service": ("pfill.engine.service.cli:service_group",
+                "The run service in the background: up, down, status (as `pfill demo` runs it)."),
     "lint": ("pfill.queries.cli:lint", "Render every query for every dialect, parse it with sqlglot and check it."),
     "preview": ("pfill.queries.cli:preview", "Print a report query's SQL (pretty-printed), or run it with --execute."),
     "validate": ("pfill.deploy.cli:validate_cmd",

@@ -7,7 +7,8 @@ Resolution order (first wins):
 - Superset timeouts (seconds, per HTTP call): PFILL_SUPERSET_TIMEOUT / PFILL_SUPERSET_CONNECT_TIMEOUT,
   the environment's superset.timeout / superset.connect_timeout, 60 / 5
 
-Values in the environments file may reference environment variables as ${NAME}; passwords must.
+Values in the environments file may reference environment variables as ${NAME}; passwords and the
+run service's tokens must.
 """
 
 from __future__ import annotations
@@ -173,6 +174,12 @@ class Settings:
         raw_tenant = os.environ.get("PFILL_TENANT")
         tenant = DEFAULT_TENANT if raw_tenant is None else check_tenant(raw_tenant, "PFILL_TENANT")
         return cls(home=home_path, db_url=db_url, config_path=config_path, tenant=tenant)
+
+    def service(self) -> ServiceSettings:
+        """The run service's section of the environments file (empty without one)."""
+        if self.config_path is None:
+            return ServiceSettings()
+        return parse_service(load_located(self.config_path))
 
     # -- environments ---------------------------------------------------------------------------
     def environments(self) -> dict[str, Environment]:
@@ -357,7 +364,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
     """Environments from a pfill.yaml document (see README: Environments and secrets)."""
     root = _mapping(doc.data or {}, str(doc.path))
-    check_keys(root, {"environments"}, doc)
+    check_keys(root, {"environments", "service"}, doc)
     envs: dict[str, Environment] = {}
     for name, body in _mapping(root.get("environments") or {}, doc.where("environments")).items():
         at = ("environments", name)
@@ -408,6 +415,36 @@ def parse_environments(doc: LocatedYaml) -> dict[str, Environment]:
             source=doc.path,
         )
     return envs
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """`service:` in pfill.yaml: the run service's bearer tokens (one per tenant, each from an
+    environment variable), its queue capacity and its Celery broker; None: the command's default."""
+
+    tokens: dict[str, SecretRef] = field(default_factory=dict)
+    queue_capacity: int | None = None
+    broker_url: Setting | None = None
+
+
+def parse_service(doc: LocatedYaml) -> ServiceSettings:
+    root = _mapping(doc.data or {}, str(doc.path))
+    if root.get("service") is None:
+        return ServiceSettings()
+    body = _mapping(root["service"], doc.where("service"))
+    check_keys(body, {"tokens", "queue_capacity", "broker_url"}, doc, "service")
+    tokens = {}
+    for tenant, value in _mapping(body.get("tokens") or {}, doc.where("service", "tokens")).items():
+        check_tenant(tenant, doc.where("service", "tokens", tenant))
+        tokens[tenant] = _secret(value, doc.where("service", "tokens", tenant))
+    capacity = body.get("queue_capacity")
+    if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int)
+                                 or not 1 <= capacity <= 100_000):
+        raise ConfigError(f"{doc.where('service', 'queue_capacity')}: queue_capacity {capacity!r} is not a whole "
+                          "number from 1 to 100000", hint="runs that may wait for an executor (default 64)")
+    broker = body.get("broker_url")
+    return ServiceSettings(tokens=tokens, queue_capacity=capacity,
+                           broker_url=None if broker is None else _setting(broker, doc, "service", "broker_url"))
 
 
 def _viewers(value: Any, where: str) -> tuple[str, ...]:

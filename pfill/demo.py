@@ -121,7 +121,7 @@ def _demo_tenant(engine: sa.Engine, tenant: str, seed: int, fresh: bool) -> None
 
 def _viewer_password(stack: LocalSuperset, tenant: str) -> str:
     """Generated once per viewer, kept 0600 beside the admin's."""
-    from pfill.deploy.local_superset import write_private
+    from pfill.secrets import write_private
 
     path = stack.root / f"viewer-{tenant}_password"
     if not path.exists():

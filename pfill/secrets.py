@@ -1,4 +1,5 @@
-"""Keep secrets out of output: mask passwords in URLs and known secret values in text.
+"""Keep secrets out of output: mask passwords in URLs and known secret values in text; write secret
+files readable by their owner only.
 
 Masking is by pattern, not by parsing, so that it holds for exactly the URLs a parser rejects (a
 typo'd `postgresql:/user:pw@host/db` is echoed in the error that rejects it):
@@ -11,7 +12,9 @@ typo'd `postgresql:/user:pw@host/db` is echoed in the error that rejects it):
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 MASK = "***"
 _USERINFO = re.compile(
@@ -37,3 +40,12 @@ def mask_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
     return text
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by its owner only (0600), created with those rights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
