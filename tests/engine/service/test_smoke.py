@@ -1,0 +1,24 @@
+"""The run service answers the way the README's curl examples say (submit, poll, conflict, list, cancel)."""
+
+from __future__ import annotations
+
+from tests.engine.service.server import Server, wait_status
+
+
+def test_submit_poll_conflict_list(server: Server) -> None:
+    with server.client() as api:
+        accepted = api.post("/run", json={"as_of": "2025-03-03"})
+        assert accepted.status_code == 202, accepted.text
+        run_id = accepted.json()["run_id"]
+        assert accepted.json() == {"run_id": run_id, "status": "Pending"}
+        assert accepted.headers["location"] == f"/api/powerfill/runs/{run_id}"
+        busy = api.post("/run", json={"as_of": "2025-03-03"})
+        assert busy.status_code == 409 and busy.headers["content-type"] == "application/problem+json"
+        assert busy.json()["active_run"] == run_id
+        done = wait_status(api, run_id, {"Complete", "Failed", "Cancelled"})
+        assert done["status"] == "Complete", done
+        # the Location header resolves to the same document
+        again = api.get(f"http://127.0.0.1:{server.port}{accepted.headers['location']}")
+        assert again.status_code == 200 and again.json()["run_id"] == run_id
+        listed = api.get("/runs", params={"limit": 5}).json()
+        assert [r["run_id"] for r in listed["runs"]] == [run_id] and listed["next"] is None
