@@ -1,13 +1,20 @@
-"""`pfill db init|upgrade|current`, `pfill demo-data`, `pfill run` and `pfill runs list|show|latest|cancel|reconcile`.
+"""`pfill db init|upgrade|current`, `pfill demo-data`, `pfill run` and
+`pfill runs list|show|latest|cancel|reconcile|purge`.
 
 Each command is option plumbing over the engine's API: db.open_engine / create_schema / upgrade_schema /
 schema_state / upgrade_sql, demo_data.generate / replace_tenant_inputs, pipeline.execute_run and runs.*.
 Only `pfill db init` and `pfill db upgrade` change the schema; every other command needs it at head and
-says which of the two to run when it is not (reads never write)."""
+says which of the two to run when it is not (reads never write). `runs show` and `runs cancel` see only
+the tenant's runs (--tenant, else the settings' tenant): another tenant's run is "no run X for tenant T"."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -139,7 +146,9 @@ def demo_data_command(settings: Settings, loans: int, trades: int, seed: int, te
               help="Rank placements by price + pay-up, or also by carry to settlement.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=DEFAULT_STRATEGY, show_default=True,
               help="optimal: HiGHS LP + rounding + repair, with a proven bound; greedy: the staged greedy.")
-@click.option("--keep", type=click.IntRange(1), help="Runs to keep per tenant [env PFILL_KEEP_RUNS; 10].")
+@click.option("--keep", type=click.IntRange(1),
+              help="Runs per tenant whose report rows retention keeps (older runs keep their history and log) "
+                   "[env PFILL_KEEP_RUNS; 10].")
 @_AS_OF
 @json_option(help="Print the finished run as JSON.")
 @pass_settings
@@ -153,9 +162,10 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
     engine = _engine(settings)
     options = RunOptions(tenant=tenant or settings.tenant, scoring=scoring, strategy=strategy, keep_runs=keep,
                          as_of=_as_of(as_of))
-    result = execute_run(engine, options, progress=info)
+    with _stdout_to_stderr() if as_json else contextlib.nullcontext():
+        result = execute_run(engine, options, progress=info)
     if as_json:
-        emit_json(_public(result))
+        emit_json(runs.run_document(result))
     else:
         info(f"run {result['run_id']} Complete in {result['duration_seconds']:.2f}s: "
              f"{result['allocated_loan_count']} loans allocated, {result['cash_loan_count']} to cash, "
@@ -166,17 +176,39 @@ def run_command(settings: Settings, tenant: str | None, scoring: str, strategy: 
                  f"{result['lp_bound']:,.2f}, gap {result['gap_pct']:.4f}% (solver {result['solver_seconds']:.2f}s)")
 
 
-def _public(run: dict[str, Any]) -> dict[str, Any]:
-    out = dict(run)
-    for key in ("options_json", "step_seconds_json", "response_json"):
-        raw = out.pop(key, None)
-        out[key.removesuffix("_json")] = json.loads(raw) if raw else None
-    return out
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdio buffers (a native library's printf), so nothing buffered before a
+    switch of file descriptor 1 comes out after it."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While the run works, everything written to stdout goes to stderr: Python's prints and, at the
+    file-descriptor level, native libraries' output (a solver's banner). `--json` keeps stdout for the
+    one JSON document."""
+    sys.stdout.flush()
+    _flush_c_stdio()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1: nothing native can write there either
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _flush_c_stdio()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 @click.group("runs")
 def runs_group() -> None:
-    """Engine runs: list, show, cancel, reconcile."""
+    """Engine runs: list, show, cancel, reconcile, purge."""
 
 
 @runs_group.command("list")
@@ -190,7 +222,7 @@ def runs_list(settings: Settings, tenant: str | None, all_tenants: bool, limit: 
     engine = _engine(settings)
     rows = runs.list_runs(engine, None if all_tenants else (tenant or settings.tenant), limit)
     if as_json:
-        emit_json([_public(r) for r in rows])
+        emit_json([runs.run_document(r) for r in rows])
         return
     print_table([(r["run_id"], r["tenant_id"], r["status"], r["created_at"].isoformat(sep=" ", timespec="seconds"),
                   None if r["duration_seconds"] is None else f"{r['duration_seconds']:.2f}",
@@ -204,15 +236,16 @@ def runs_list(settings: Settings, tenant: str | None, all_tenants: bool, limit: 
 @json_option()
 @pass_settings
 def runs_show(settings: Settings, run_id: str, tenant: str | None, as_json: bool) -> None:
-    """One run (RUN_ID, or `latest` for the tenant's newest run)."""
+    """One run of the tenant (RUN_ID, or `latest` for the tenant's newest run)."""
     engine = _engine(settings)
+    tenant = tenant or settings.tenant
     if run_id == "latest":
-        found = runs.latest_run(engine, tenant or settings.tenant)
+        found = runs.latest_run(engine, tenant)
         if found is None:
-            raise runs.RunNotFound(f"tenant {tenant or settings.tenant} has no runs yet")
+            raise runs.RunNotFound(f"tenant {tenant} has no runs yet")
     else:
-        found = runs.get_run(engine, run_id)
-    public = _public(found)
+        found = _tenant_run(engine, run_id, tenant)
+    public = runs.run_document(found)
     if as_json:
         emit_json(public)
         return
@@ -231,11 +264,27 @@ def runs_latest(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
 
 @runs_group.command("cancel")
 @click.argument("run_id")
+@tenant_option()
 @pass_settings
-def runs_cancel(settings: Settings, run_id: str) -> None:
-    """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner)."""
-    run = runs.request_cancel(_engine(settings), run_id)
+def runs_cancel(settings: Settings, run_id: str, tenant: str | None) -> None:
+    """Ask an active run of the tenant to stop; it ends Cancelled at its next step boundary (or sooner)."""
+    engine = _engine(settings)
+    _tenant_run(engine, run_id, tenant or settings.tenant)
+    run = runs.request_cancel(engine, run_id)
     info(f"cancel requested for run {run_id} (now {run['status']})")
+
+
+def _tenant_run(engine: sa.Engine, run_id: str, tenant: str) -> dict[str, Any]:
+    """The run when it belongs to the tenant; else RunNotFound, the same whether the run does not exist
+    or is another tenant's (a tenant learns nothing of another's runs)."""
+    try:
+        run = runs.get_run(engine, run_id)
+    except runs.RunNotFound:
+        run = None
+    if run is None or run["tenant_id"] != tenant:
+        raise runs.RunNotFound(f"no run {run_id} for tenant {tenant}",
+                               hint="`pfill runs list --tenant T` shows a tenant's runs")
+    return run
 
 
 @runs_group.command("reconcile")
@@ -249,6 +298,27 @@ def runs_reconcile(settings: Settings, tenant: str | None, all_tenants: bool) ->
         raise UsageError("give --tenant or --all-tenants, not both")
     done = runs.reconcile(engine, None if all_tenants else (tenant or settings.tenant))
     info(f"reconciled {len(done)} run(s) to Failed" + (f": {', '.join(done)}" if done else ""))
+
+
+@runs_group.command("purge")
+@click.option("--keep", type=click.IntRange(1), required=True,
+              help="Terminal runs to keep per tenant (the newest Complete run is always kept).")
+@tenant_option()
+@click.option("--all-tenants", is_flag=True, help="Every tenant's runs (--keep per tenant).")
+@json_option(help="Print the purged runs as JSON.")
+@pass_settings
+def runs_purge(settings: Settings, keep: int, tenant: str | None, all_tenants: bool, as_json: bool) -> None:
+    """Delete old terminal runs entirely (history, output, synthetic and log rows), keeping the newest N."""
+    if all_tenants and tenant:
+        raise UsageError("give --tenant or --all-tenants, not both")
+    engine = _engine(settings)
+    which = None if all_tenants else (tenant or settings.tenant)
+    purged = runs.purge_runs(engine, which, keep)
+    if as_json:
+        emit_json({"tenant": which, "keep": keep, "purged": len(purged), "run_ids": purged})
+        return
+    where = "every tenant" if which is None else f"tenant {which}"
+    info(f"purged {len(purged)} run(s) of {where}, keeping the newest {keep} per tenant")
 
 
 COMMANDS = [db_group, demo_data_command, run_command, runs_group]

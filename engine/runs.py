@@ -1,4 +1,4 @@
-"""The run lifecycle: start (BR-8), status changes, heartbeat, cancel, reconcile, BR-9 cleanup, retention.
+"""The run lifecycle: start (BR-8), status changes, heartbeat, cancel, reconcile, BR-9 cleanup, retention, purge.
 
 Every change is its own short transaction, so other processes (`pfill runs list`, `runs cancel`)
 see it at once. The database enforces one active run per tenant with a partial unique index; the
@@ -195,24 +195,69 @@ def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
     return done
 
 
-def apply_retention(engine: sa.Engine, tenant: str, keep: int) -> list[str]:
-    """Keep the newest `keep` runs of the tenant; delete older terminal runs and all their rows.
+def run_document(run: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document of a run (`pfill run --json`, `pfill runs show --json`, the HTTP service): the
+    run-history columns, each `*_json` column decoded under its name without the suffix (None when
+    empty); other values as they are (datetimes stay datetimes, for emit_json to format)."""
+    out: dict[str, Any] = {}
+    for key, value in run.items():
+        if key.endswith("_json"):
+            out[key.removesuffix("_json")] = json.loads(value) if value else None
+        else:
+            out[key] = value
+    return out
 
-    `keep` must be at least 1, and the newest Complete run is never deleted, whatever `keep` and
+
+def _old_runs(conn: sa.Connection, tenant: str, keep: int) -> list[tuple[str, Any]]:
+    """(run_id, output_removed_at) of the tenant's terminal runs beyond the newest `keep`, oldest last,
+    never the newest Complete run (the dashboards show it, however many Failed runs came after it)."""
+    rows = conn.execute(sa.select(H.c.run_id, H.c.status, H.c.output_removed_at)
+                        .where(H.c.tenant_id == tenant, H.c.status.in_(schema.TERMINAL_STATUSES))
+                        .order_by(H.c.created_at.desc(), H.c.run_id)).all()
+    newest_complete = next((run_id for run_id, status, _ in rows if status == "Complete"), None)
+    return [(run_id, removed) for run_id, _, removed in rows[keep:] if run_id != newest_complete]
+
+
+def _delete_rows(conn: sa.Connection, tables: tuple[sa.Table, ...], run_ids: list[str]) -> None:
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        for table in tables:
+            conn.execute(table.delete().where(table.c.run_id.in_(chunk)))
+
+
+def apply_retention(engine: sa.Engine, tenant: str, keep: int) -> list[str]:
+    """Keep the output of the tenant's newest `keep` runs: older terminal runs lose their user-facing
+    rows (as BR-9 does for a Failed run) and get output_removed_at; their run-history row, log and
+    synthetic rows stay, for forensics (`pfill runs purge` deletes runs entirely). Returns the runs
+    whose output this pass removed; a run already done by an earlier pass is skipped.
+
+    `keep` must be at least 1, and the newest Complete run is never touched, whatever `keep` and
     however many Failed or Cancelled runs came after it: the dashboards show it."""
     keep = check_keep(keep)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(H.c.run_id, H.c.status).where(H.c.tenant_id == tenant,
-                                                                    H.c.status.in_(schema.TERMINAL_STATUSES))
-                            .order_by(H.c.created_at.desc(), H.c.run_id)).all()
-    newest_complete = next((run_id for run_id, status in rows if status == "Complete"), None)
-    old = [run_id for run_id, _ in rows[keep:] if run_id != newest_complete]
-    if old:
-        with engine.begin() as conn:
-            for table in (*schema.USER_FACING_OUTPUTS, *schema.FORENSIC_OUTPUTS, H):
-                for start in range(0, len(old), 500):
-                    conn.execute(table.delete().where(table.c.run_id.in_(old[start:start + 500])))
+    with engine.begin() as conn:
+        old = [run_id for run_id, removed in _old_runs(conn, tenant, keep) if removed is None]
+        _delete_rows(conn, schema.USER_FACING_OUTPUTS, old)
+        now = utcnow()
+        for start in range(0, len(old), 500):
+            conn.execute(H.update().where(H.c.run_id.in_(old[start:start + 500])).values(output_removed_at=now))
     return old
+
+
+def purge_runs(engine: sa.Engine, tenant: str | None, keep: int) -> list[str]:
+    """`pfill runs purge`: delete the tenant's terminal runs beyond the newest `keep` entirely: their
+    run-history row, user-facing, synthetic and log rows (tenant None: every tenant, `keep` each).
+    Active runs and the newest Complete run are never purged; `keep` is at least 1 (check_keep).
+    Returns the purged run ids."""
+    keep = check_keep(keep)
+    purged: list[str] = []
+    with engine.begin() as conn:
+        tenants = [tenant] if tenant is not None else list(
+            conn.execute(sa.select(H.c.tenant_id).distinct().order_by(H.c.tenant_id)).scalars())
+        for name in tenants:
+            old = [run_id for run_id, _ in _old_runs(conn, name, keep)]
+            _delete_rows(conn, (*schema.USER_FACING_OUTPUTS, *schema.FORENSIC_OUTPUTS, H), old)
+            purged += old
+    return purged
 
 
 class Heartbeat:

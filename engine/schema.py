@@ -253,6 +253,9 @@ pfill_run_history = sa.Table(
     sa.Column("duration_seconds", sa.Float, comment="started_at to completed_at"),
     sa.Column("step_seconds_json", sa.Text, comment='Seconds per step as JSON: {"cash_grid": 0.1, ...}'),
     sa.Column("response_json", sa.Text, comment="Summary document as JSON (counters + step seconds)"),
+    # retention (revision 0002)
+    sa.Column("output_removed_at", sa.DateTime,
+              comment="When retention removed the run's user-facing rows (UTC); the log and synthetic rows are kept"),
     comment="One row per run; statuses persist as they change",
 )
 # BR-8: one active run per tenant, enforced by the database.
@@ -493,7 +496,8 @@ pfill_powerfill_log = sa.Table(
 )
 sa.Index("ix_pfill_powerfill_log_run", pfill_powerfill_log.c.run_id, pfill_powerfill_log.c.log_id)
 
-# BR-9: what a Failed or Cancelled run loses (user-facing) and keeps (forensics).
+# BR-9: what a Failed or Cancelled run loses (user-facing) and keeps (forensics). Retention removes the
+# user-facing rows of old runs too and keeps the rest; only `pfill runs purge` deletes a run entirely.
 USER_FACING_OUTPUTS = (
     pfill_loan2trade_candy_level_01, pfill_trade_base, pfill_powerfill_guide, pfill_kickouts,
     pfill_cash_market_map, pfill_pool_guide,

@@ -1,5 +1,6 @@
 """Run lifecycle on SQLite and PostgreSQL: BR-8 conflicts, SIGKILL + reconcile, cancel from another
-process, failures that leave the last Complete run intact, BR-9 cleanup and retention."""
+process, failures that leave the last Complete run intact, BR-9 cleanup and retention (which keeps
+old runs' history, log and synthetic rows)."""
 
 from __future__ import annotations
 
@@ -133,11 +134,21 @@ def test_step_failure_is_recorded(demo_db: str, monkeypatch: pytest.MonkeyPatch)
     assert (failed["status"], failed["failure_step"]) == ("Failed", "candidates")
 
 
-def test_retention_keeps_last_k_runs(demo_db: str) -> None:
+def test_retention_keeps_last_k_runs_output_and_every_runs_forensics(demo_db: str) -> None:
     engine = open_database(demo_db)
     ids = [execute_run(engine, RunOptions(tenant="demo", as_of=AS_OF, keep_runs=2))["run_id"] for _ in range(3)]
-    kept = [r["run_id"] for r in runs.list_runs(engine, "demo")]
-    assert kept == ids[:0:-1]
-    for table in schema.OUTPUT_TABLES:
+    assert [r["run_id"] for r in runs.list_runs(engine, "demo")] == ids[::-1]  # every run-history row stays
+    for table in schema.USER_FACING_OUTPUTS:  # the oldest run's output is gone...
         assert _count(demo_db, table, ids[0]) == 0
+    for table in schema.FORENSIC_OUTPUTS:  # ...its synthetic rows and log stay, for forensics
+        assert _count(demo_db, table, ids[0]) > 0
+    removed_at = runs.get_run(engine, ids[0])["output_removed_at"]
+    assert removed_at is not None
+    for run_id in ids[1:]:
+        assert runs.get_run(engine, run_id)["output_removed_at"] is None
+        assert _count(demo_db, schema.pfill_pool_guide, run_id) > 0
+    # a later pass removes the next run's output and skips the one already done
+    assert runs.apply_retention(engine, "demo", 1) == [ids[1]]
+    assert runs.get_run(engine, ids[0])["output_removed_at"] == removed_at
+    assert runs.apply_retention(engine, "demo", 1) == []
     assert _count(demo_db, schema.pfill_pool_guide, ids[2]) > 0

@@ -1,5 +1,6 @@
 """The versioned engine schema (Alembic): the revisions build exactly engine/schema.py; a database from
-before versioning is recognised, completed and stamped by `pfill db upgrade`; reads never change a
+before versioning is recognised, completed and stamped by `pfill db upgrade`; a database at r0001 with
+runs is upgraded to r0002 keeping its rows; reads never change a
 schema and name the command that fixes it; `pfill db upgrade --sql` renders SQL Server DDL without a
 connection. On SQLite and PostgreSQL (the `db_url` fixture)."""
 
@@ -10,6 +11,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from click.testing import CliRunner
 
 from pfill.cli import cli
 from pfill.database import open_database
-from pfill.engine import db, demo_data, schema
+from pfill.engine import db, demo_data, runs, schema
 from tests.engine.helpers import AS_OF, PFILL, pfill_env
 
 OPTIMISER_COLUMNS = ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds")
@@ -47,10 +49,11 @@ def _tables(engine: sa.Engine) -> dict[str, set[str]]:
 
 
 def _legacy(engine: sa.Engine, *, before_optimiser: bool = False) -> None:
-    """A database as the pre-migrations `pfill db init` left it: every table of the model, no version
-    table; optionally from before the optimiser's run-history columns and one index."""
+    """A database as the pre-migrations `pfill db init` left it: every table of the model as it was then
+    (the baseline revision's), no version table; optionally from before the optimiser's run-history
+    columns and one index."""
     with engine.begin() as conn:
-        for table in schema.metadata.sorted_tables:  # what the old init_schema did on an empty database
+        for table in db.baseline_metadata().sorted_tables:  # what the old init_schema did on an empty database
             table.create(conn)
         if before_optimiser:
             for column in OPTIMISER_COLUMNS:
@@ -61,13 +64,13 @@ def _legacy(engine: sa.Engine, *, before_optimiser: bool = False) -> None:
 def test_the_revisions_build_exactly_the_model(db_url: str) -> None:
     engine = open_database(db_url)
     assert db.schema_state(engine).status == "absent"
-    assert db.create_schema(engine) == ["created at 0001 (baseline)"]
+    assert db.create_schema(engine) == [f"created at {db.head()} (output_removed_at)"]
     assert db.create_schema(engine) == [] and db.upgrade_schema(engine) == []
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
     assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.head, state.pending) == ("current", "0001", db.head(), [])
+    assert (state.status, state.current, state.head, state.pending) == ("current", "0002", db.head(), [])
     assert set(_tables(engine)) == {t.name for t in schema.metadata.sorted_tables} | {db.VERSION_TABLE}
 
 
@@ -78,7 +81,7 @@ def test_an_unversioned_database_is_recognised_completed_and_stamped(db_url: str
     demo_data.replace_tenant_inputs(engine, "demo", demo_data.generate(120, 4, seed=3, as_of=AS_OF))
     untouched = _tables(engine)
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.pending) == ("unversioned", None, ["0001"])
+    assert (state.status, state.current, state.pending) == ("unversioned", None, ["0001", "0002"])
 
     # reads refuse without changing anything; so do writes
     for args in (*READS, *WRITES):
@@ -94,7 +97,8 @@ def test_an_unversioned_database_is_recognised_completed_and_stamped(db_url: str
     added = [f"unversioned schema: added column pfill_run_history.{c}" for c in OPTIMISER_COLUMNS]
     added += ["unversioned schema: created index ix_pfill_pool_guide_run_pool"]
     assert ("added column" in err) == before_optimiser and all(line in err for line in added if before_optimiser)
-    assert "stamped 0001 (baseline)" in err and "schema at 0001 (baseline), the head" in err
+    assert "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0002 (output_removed_at)" in err, err
+    assert "schema at 0002 (output_removed_at), the head" in err
     assert db.schema_state(engine).status == "current"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM loan")).scalar() == 120  # nothing lost
@@ -124,18 +128,66 @@ def test_reads_on_a_database_without_the_schema(db_url: str, tmp_path: Path) -> 
     assert code == 0 and db.schema_state(engine).status == "current" and "other_app" in _tables(engine)
 
 
-# -- a second revision, to test a database that is behind -------------------------------------------------
+# -- a database at r0001 with runs, upgraded to r0002 -------------------------------------------------------
+
+def test_a_database_at_0001_with_a_run_upgrades_to_0002_keeping_its_rows(db_url: str) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:  # a database the previous pfill made and ran on
+        db.command.upgrade(db.alembic_config(conn), "0001")
+    demo_data.replace_tenant_inputs(engine, "demo", demo_data.generate(120, 4, seed=3, as_of=AS_OF))
+    baseline = db.baseline_metadata().tables
+    history, guide, log = (baseline[t] for t in ("pfill_run_history", "pfill_powerfill_guide", "pfill_powerfill_log"))
+    run_ids = ["00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"]
+    with engine.begin() as conn:
+        for n, run_id in enumerate(run_ids):
+            conn.execute(history.insert().values(
+                run_id=run_id, tenant_id="demo", status="Complete", scoring="price", options_json='{"keep_runs": 1}',
+                created_at=datetime(2025, 3, 3, 9, n), completed_at=datetime(2025, 3, 3, 9, n, 30),
+                allocated_loan_count=1))
+            conn.execute(guide.insert().values(run_id=run_id, tenant_id="demo", loan_id=f"L{n}", trade_id="T1",
+                                               pool_id="NEW-T1", upb=250_000.0))
+            conn.execute(log.insert().values(run_id=run_id, tenant_id="demo", logged_at=datetime(2025, 3, 3, 9, n),
+                                             level="INFO", step="run", event="status", message="run Complete"))
+    assert db.schema_state(engine).pending == ["0002"]
+    code, _, err = _pfill(db_url, "runs", "list")
+    assert code == 1 and "this pfill needs 0002 (output_removed_at)" in err, err
+
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and "upgraded 0001 -> 0002 (output_removed_at)" in err, err
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.pfill_run_history.c.run_id, schema.pfill_run_history.c.status,
+                                      schema.pfill_run_history.c.output_removed_at)
+                            .order_by(schema.pfill_run_history.c.run_id)).all()
+        assert [tuple(r) for r in rows] == [(run_ids[0], "Complete", None), (run_ids[1], "Complete", None)]
+        for table in (schema.pfill_powerfill_guide, schema.pfill_powerfill_log):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.loan)).scalar() == 120
+        diffs = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
+    code, out, err = _pfill(db_url, "runs", "show", run_ids[0], "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["options"] == {"keep_runs": 1} and shown["output_removed_at"] is None
+    # the old run's output goes with retention; its history row and log stay
+    assert runs.apply_retention(engine, "demo", 1) == [run_ids[0]]
+    assert runs.get_run(engine, run_ids[0])["output_removed_at"] is not None
+    with engine.connect() as conn:
+        for table, left in ((schema.pfill_powerfill_guide, [run_ids[1]]), (schema.pfill_powerfill_log, run_ids)):
+            assert sorted(conn.execute(sa.select(table.c.run_id)).scalars()) == left
+
+
+# -- a third revision, to test a database that is behind -------------------------------------------------
 
 SECOND = '''"""add pfill_run_history.note: a test revision
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -153,11 +205,11 @@ def downgrade() -> None:
 
 @pytest.fixture
 def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The packaged migrations plus a revision 0002, in a folder of their own."""
+    """The packaged migrations plus a test revision 0003, in a folder of their own."""
     with db._migrations() as packaged:
         folder = tmp_path / "migrations"
         shutil.copytree(packaged, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "r0002_note.py").write_text(SECOND)
+    (folder / "versions" / "r0003_note.py").write_text(SECOND)
 
     @contextlib.contextmanager
     def migrations() -> Iterator[Path]:
@@ -173,23 +225,23 @@ def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def test_a_database_behind_is_upgraded_and_reads_say_so(db_url: str, second_revision: Path) -> None:
     engine = open_database(db_url)
-    with engine.begin() as conn:  # a database at 0001, made by the previous pfill
-        db.command.upgrade(db.alembic_config(conn), "0001")
+    with engine.begin() as conn:  # a database at 0002, made by the previous pfill
+        db.command.upgrade(db.alembic_config(conn), "0002")
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.head, state.pending) == ("behind", "0001", "0002", ["0002"])
+    assert (state.status, state.current, state.head, state.pending) == ("behind", "0002", "0003", ["0003"])
     before = _tables(engine)
     for args in (*READS, *WRITES):
         code, _, err = _pfill(db_url, *args)
         assert code == 1, (args, err)
-        assert "schema is at 0001 (baseline), this pfill needs 0002 (add pfill_run_history.note)" in err, err
+        assert "schema is at 0002 (output_removed_at), this pfill needs 0003 (add pfill_run_history.note)" in err, err
         assert "hint: run `pfill db upgrade`" in err
     assert _tables(engine) == before
-    code, out, _ = _pfill(db_url, "db", "upgrade", "--sql", "--from", "0001", "--dialect", "postgresql")
+    code, out, _ = _pfill(db_url, "db", "upgrade", "--sql", "--from", "0002", "--dialect", "postgresql")
     assert code == 0 and "ALTER TABLE pfill_run_history ADD COLUMN note VARCHAR(200)" in out
-    assert "UPDATE pfill_alembic_version SET version_num='0002' WHERE pfill_alembic_version.version_num = '0001'" in out
-    assert "CREATE TABLE loan" not in out
+    assert "UPDATE pfill_alembic_version SET version_num='0003' WHERE pfill_alembic_version.version_num = '0002'" in out
+    assert "CREATE TABLE loan" not in out and "output_removed_at" not in out
     code, _, err = _pfill(db_url, "db", "upgrade")
-    assert code == 0 and "upgraded 0001 -> 0002 (add pfill_run_history.note)" in err, err
+    assert code == 0 and "upgraded 0002 -> 0003 (add pfill_run_history.note)" in err, err
     assert "note" in _tables(engine)["pfill_run_history"] and db.schema_state(engine).status == "current"
 
 
@@ -197,8 +249,8 @@ def test_an_unversioned_database_is_stamped_at_the_baseline_then_upgraded(db_url
     engine = open_database(db_url)
     _legacy(engine)
     code, _, err = _pfill(db_url, "db", "upgrade")
-    assert code == 0 and "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0002" in err, err
-    assert "note" in _tables(engine)["pfill_run_history"]
+    assert code == 0 and "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0003" in err, err
+    assert {"note", "output_removed_at"} <= _tables(engine)["pfill_run_history"]
 
 
 def test_a_database_ahead_of_this_pfill(db_url: str) -> None:
@@ -208,7 +260,7 @@ def test_a_database_ahead_of_this_pfill(db_url: str) -> None:
         conn.execute(sa.text(f"UPDATE {db.VERSION_TABLE} SET version_num = '0099'"))
     for args in (["runs", "list"], ["db", "upgrade"], ["db", "init"]):
         code, _, err = _pfill(db_url, *args)
-        assert code == 1 and "schema is at 0099, newer than this pfill knows (head 0001" in err, err
+        assert code == 1 and "schema is at 0099, newer than this pfill knows (head 0002" in err, err
         assert "hint: upgrade pfill-kit" in err
     code, out, _ = _pfill(db_url, "db", "current", "--json")
     assert code == 0 and json.loads(out)["status"] == "ahead"
@@ -226,6 +278,10 @@ def test_upgrade_sql_for_sql_server_without_a_connection(tmp_path: Path) -> None
     assert ("CREATE UNIQUE INDEX ux_pfill_run_history_active_tenant ON pfill_run_history (tenant_id) "
             "WHERE status IN ('Pending', 'PreProcessing', 'Allocating', 'PostProcessing');") in sql
     assert "CREATE TABLE pfill_alembic_version" in sql and "VALUES ('0001')" in sql
+    # r0002: the retention column, with its comment
+    assert "ALTER TABLE pfill_run_history ADD output_removed_at DATETIME NULL;" in sql
+    assert "N'When retention removed the run''s user-facing rows (UTC)" in sql
+    assert "SET version_num='0002' WHERE pfill_alembic_version.version_num = '0001'" in sql
     assert "\nGO\n" in sql and sql.count("BEGIN TRANSACTION;") == sql.count("COMMIT;") >= 1
     assert "lock_date DATE NULL" in sql and "options_json VARCHAR(max) NULL" in sql
     assert "sp_addextendedproperty 'MS_Description', N'The loan pipeline" in sql
@@ -234,9 +290,11 @@ def test_upgrade_sql_for_sql_server_without_a_connection(tmp_path: Path) -> None
     code, from_url, err = _pfill(url, "db", "upgrade", "--sql")
     assert code == 0 and from_url == sql, err
     code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", "0001")
-    assert code == 0 and out.strip() == "-- nothing to apply: 0001 is the head revision"
+    assert code == 0 and "ADD output_removed_at DATETIME NULL" in out and "CREATE TABLE" not in out
+    code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", "0002")
+    assert code == 0 and out.strip() == "-- nothing to apply: 0002 is the head revision"
     code, _, err = _pfill(url, "db", "upgrade", "--sql", "--from", "0007")
-    assert code == 2 and "--from 0007: not a revision of this pfill (0001)" in err
+    assert code == 2 and "--from 0007: not a revision of this pfill (0001, 0002)" in err
     code, _, err = _pfill(url, "db", "upgrade", "--dialect", "mssql")
     assert code == 2 and "--dialect and --from go with --sql" in err
 
@@ -248,6 +306,6 @@ def test_the_migrations_are_found_from_any_directory(tmp_path: Path) -> None:
         done = subprocess.run([PFILL, *args], env=env, cwd="/", capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     assert json.loads(subprocess.run([PFILL, "db", "current", "--json"], env=env, cwd="/", capture_output=True,
-                                     text=True).stdout)["current"] == "0001"
+                                     text=True).stdout)["current"] == db.head()
     assert "CREATE TABLE loan" in done.stdout
     assert not list(Path("/").glob("alembic*")) and not (tmp_path / "alembic.ini").exists()
