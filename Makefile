@@ -34,6 +34,7 @@ demo: $(STAMP)
 	$(BIN)/pfill demo
 
 demo-down: $(STAMP)
+	$(BIN)/pfill service down
 	$(BIN)/pfill superset down
 
 lint: $(STAMP)

@@ -1,4 +1,5 @@
-"""`pfill demo`: from nothing to eight populated dashboards on a local Superset, each stage shown.
+"""`pfill demo`: from nothing to eight populated dashboards on a local Superset and the run service
+beside them, each stage shown.
 
 A second run reuses what is there (the installed Superset, the demo data, the last Complete run)
 and only re-checks the dashboards, so it is quick."""
@@ -19,7 +20,7 @@ from pfill.output import info, step
 if TYPE_CHECKING:
     from pfill.deploy.local_superset import LocalSuperset
 
-STAGES = 6
+STAGES = 7
 DEMO_LOANS, DEMO_TRADES, DEMO_SEED = 2000, 40, 42
 SECOND_TENANT = "acme"  # a second tenant, so that each viewer seeing only their own is there to see
 
@@ -40,17 +41,22 @@ def _has_rows(engine: sa.Engine, sql: str, tenant: str) -> bool:
 @click.command("demo")
 @click.option("--fresh", is_flag=True, help="Regenerate the demo data and run the engine again.")
 @click.option("--port", type=int, help="Port for the local Superset [last used; 8088].")
+@click.option("--service-port", type=click.IntRange(1, 65535), default=8089, show_default=True,
+              help="Port for the run service.")
 @click.pass_context
-def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
+def demo_cmd(ctx: click.Context, fresh: bool, port: int | None, service_port: int) -> None:
     """Local Superset + demo data + an engine run + the eight dashboards, applied and verified.
 
     Uses the embedded SQLite database unless --db / PFILL_DB_URL names another (e.g. PostgreSQL).
-    Prints the URL, user and password at the end. Stop the server with `pfill superset down`.
+    Also starts the run service (`pfill serve`) on the same database. Prints the URLs, users and
+    passwords, and where the service's token is, at the end. Stop both with `make demo-down`.
     """
     from pfill.deploy.access import ensure_viewer, role_name
     from pfill.deploy.local_superset import LocalSuperset
     from pfill.deploy.project import Project
     from pfill.engine.db import open_engine
+    from pfill.engine.service.cli import start_background
+    from pfill.engine.service.tokens import load_tokens
 
     settings: Settings = ctx.obj
     tenants = [settings.tenant, SECOND_TENANT if settings.tenant != SECOND_TENANT else "demo"]
@@ -86,6 +92,10 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
         details = "; ".join(f"{c.kind} {c.name}: {c.message}" for c in failed[:5])
         raise PfillError(f"{len(failed)} verify check(s) failed: {details}")
 
+    _stage(7, "run service")
+    service = start_background(settings, service_port)
+    token_files = {path.name.removeprefix("token-"): path for path in load_tokens(settings).files}
+
     tenant = tenants[0]
     hub = f"{stack.url}/superset/dashboard/pfill-{tenant}-hub/"
     info(f"\nDashboards ready in {time.monotonic() - start:.0f}s: {hub}")
@@ -93,7 +103,11 @@ def demo_cmd(ctx: click.Context, fresh: bool, port: int | None) -> None:
     info(f"  user: admin   password: {new_password or stack.admin_password()}   (file: {stack.password_file})")
     for name, password in viewers.items():
         info(f"  user: viewer-{name}   password: {password}   (sees only tenant {name}'s dashboards)")
-    info("  stop the server with `pfill superset down` (or `make demo-down`)")
+    info(f"\nRun service: {service['url']} (OpenAPI docs: {service['url'].removesuffix('/api/powerfill')}/docs)")
+    for name, path in token_files.items():
+        info(f"  token of tenant {name}: in {path}")
+    info(f"  try: curl -X POST -H \"Authorization: Bearer $(cat {token_files[tenant]})\" {service['url']}/run")
+    info("  stop both with `make demo-down` (`pfill service down` and `pfill superset down`)")
 
 
 def _demo_tenant(engine: sa.Engine, tenant: str, seed: int, fresh: bool) -> None:

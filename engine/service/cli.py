@@ -138,10 +138,14 @@ def start_background(settings: Settings, port: int = DEFAULT_PORT, timeout: floa
     url = f"http://127.0.0.1:{port}/api/powerfill"
     state = {"pid": proc.pid, "port": port, "url": url, "log": str(folder / "serve.log")}
     _state_file(settings).write_text(json.dumps(state))
-    if not wait_until_healthy(url, timeout=timeout, interval=0.25):
-        stop_background(settings)
-        raise PfillError(f"the run service did not answer on {url} within {timeout:.0f}s",
-                         hint=f"see {folder / 'serve.log'} (is port {port} taken?)")
+    deadline = time.monotonic() + timeout
+    while not wait_until_healthy(url, timeout=0.5, interval=0.25):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_background(settings)
+            exited = proc.poll() is not None
+            why = f"exited with code {proc.returncode}" if exited else f"did not answer in {timeout:.0f}s"
+            raise PfillError(f"the run service {why} on {url}",
+                             hint=f"see {folder / 'serve.log'} (is port {port} taken?)")
     return state
 
 
