@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -67,31 +68,78 @@ def _host() -> str:
     return socket.gethostname()[:128]
 
 
-def requested_by() -> str:
+def default_requester() -> str:
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
     return f"{user}@{_host()}"[:128]
 
 
-def create_run(engine: sa.Engine, tenant: str, scoring: str, options: dict[str, Any]) -> str:
-    """Insert a Pending run; ConflictError when the tenant already has an active run (BR-8)."""
+def create_run(engine: sa.Engine, tenant: str, scoring: str, options: dict[str, Any], *,
+               loan_ids: list[str] | None = None, queued: bool = False,
+               before_insert: Callable[[sa.Connection], None] | None = None, requested_by: str | None = None) -> str:
+    """Insert a Pending run; ConflictError when the tenant already has an active run (BR-8).
+
+    A run executed by this process at once is claimed at insert (its pid and host). A `queued` run
+    waits with no pid until an executor claims it (`claim_run`); the row is the queue entry, so a
+    restart loses nothing. `before_insert(conn)` runs in the insert's transaction (the service's
+    queue-capacity check)."""
     run_id = str(uuid.uuid4())
     now = utcnow()
     try:
         with engine.begin() as conn:
+            if before_insert is not None:
+                before_insert(conn)
             conn.execute(H.insert().values(
-                run_id=run_id, tenant_id=tenant, status="Pending", scoring=scoring, requested_by=requested_by(),
+                run_id=run_id, tenant_id=tenant, status="Pending", scoring=scoring,
+                requested_by=requested_by or default_requester(),
                 options_json=json.dumps(options, default=str), created_at=now, heartbeat_at=now,
-                pid=os.getpid(), host=_host(),
+                input_loan_ids_json=json.dumps(loan_ids) if loan_ids is not None else None,
+                pid=None if queued else os.getpid(), host=None if queued else _host(),
             ))
     except sa.exc.IntegrityError:
         active = active_run(engine, tenant)
-        which = f" ({active['run_id']}, {active['status']})" if active else ""
-        raise ConflictError(
-            f"a run is already active for tenant {tenant}{which}",
-            hint="wait for it, or `pfill runs cancel ID`; a crashed run is cleared by `pfill runs reconcile`",
-        ) from None
-    write_log(engine, run_id, tenant, "run", "status", "run requested (Pending)", details=options)
+        raise ActiveRunConflict(tenant, active) from None
+    write_log(engine, run_id, tenant, "run", "status", "run queued (Pending)" if queued else "run requested (Pending)",
+              details=options)
     return run_id
+
+
+class ActiveRunConflict(ConflictError):
+    """BR-8: the tenant already has an active run (`active`: its row, when it could be read)."""
+
+    def __init__(self, tenant: str, active: dict[str, Any] | None) -> None:
+        self.active = active
+        which = f" ({active['run_id']}, {active['status']})" if active else ""
+        super().__init__(f"a run is already active for tenant {tenant}{which}",
+                         hint="wait for it, or `pfill runs cancel ID`; "
+                              "a crashed run is cleared by `pfill runs reconcile`")
+
+
+def claim_run(engine: sa.Engine, run_id: str, worker: str) -> bool:
+    """Take a queued run for this process; False when it is not queued any more (another executor
+    claimed it, or it was cancelled). The conditional update makes each run execute exactly once,
+    however many executors race for it."""
+    now = utcnow()
+    with engine.begin() as conn:
+        claimed = conn.execute(H.update().where(H.c.run_id == run_id, H.c.status == "Pending", H.c.pid.is_(None))
+                               .values(pid=os.getpid(), host=_host(), heartbeat_at=now)).rowcount == 1
+        tenant = conn.execute(sa.select(H.c.tenant_id).where(H.c.run_id == run_id)).scalar()
+    if claimed:
+        write_log(engine, run_id, tenant, "run", "claim", f"claimed by worker {worker}", details={"worker": worker})
+    return claimed
+
+
+def queued_runs(engine: sa.Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """Runs waiting for an executor, oldest first."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(H.c.run_id, H.c.tenant_id, H.c.created_at)
+            .where(H.c.status == "Pending", H.c.pid.is_(None)).order_by(H.c.created_at, H.c.run_id).limit(limit)
+        ).mappings()]
+
+
+def count_queued(conn: sa.Connection) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(H)
+                        .where(H.c.status == "Pending", H.c.pid.is_(None))).scalar() or 0
 
 
 def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
@@ -137,13 +185,23 @@ def cancel_requested(engine: sa.Engine, run_id: str) -> bool:
 
 
 def request_cancel(engine: sa.Engine, run_id: str) -> dict[str, Any]:
-    """Ask a running run to stop; it ends Cancelled at its next step boundary (or sooner)."""
+    """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner). A queued
+    run that no executor has claimed ends Cancelled at once."""
     run = get_run(engine, run_id)
     if run["status"] not in schema.ACTIVE_STATUSES:
         raise PfillError(f"run {run_id} is {run['status']}: only an active run can be cancelled")
-    update_run(engine, run_id, cancel_requested_at=utcnow())
+    now = utcnow()
+    with engine.begin() as conn:
+        unclaimed = conn.execute(H.update().where(H.c.run_id == run_id, H.c.status == "Pending", H.c.pid.is_(None))
+                                 .values(status="Cancelled", cancel_requested_at=now, completed_at=now,
+                                         failure_message="cancelled before it started")).rowcount == 1
+    if unclaimed:
+        write_log(engine, run_id, run["tenant_id"], "run", "status", "run Cancelled before it started", level="WARN")
+        return get_run(engine, run_id)
+    update_run(engine, run_id, cancel_requested_at=now)
     write_log(engine, run_id, run["tenant_id"], "run", "cancel", "cancel requested")
-    if not _process_alive(run):  # nobody is left to honour it
+    run = get_run(engine, run_id)
+    if run["status"] in schema.ACTIVE_STATUSES and not _process_alive(run):  # nobody is left to honour it
         finish_run(engine, run_id, run["tenant_id"], "Cancelled", failure_step=run["current_step"],
                    failure_message="cancelled (the running process was gone)")
     return get_run(engine, run_id)
@@ -178,8 +236,9 @@ def _process_alive(run: dict[str, Any]) -> bool:
 
 
 def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
-    """Mark active runs whose process died as Failed (a live run is never touched). Returns their ids."""
-    query = sa.select(H).where(H.c.status.in_(schema.ACTIVE_STATUSES))
+    """Mark active runs whose process stopped as Failed ("abandoned: ... stopped"); a live run and a
+    queued run (no process yet: it waits for an executor) are never touched. Returns their ids."""
+    query = sa.select(H).where(H.c.status.in_(schema.ACTIVE_STATUSES), H.c.pid.is_not(None))
     if tenant:
         query = query.where(H.c.tenant_id == tenant)
     with engine.connect() as conn:
@@ -190,7 +249,8 @@ def reconcile(engine: sa.Engine, tenant: str | None = None) -> list[str]:
             continue
         if not _process_alive(run):
             finish_run(engine, run["run_id"], run["tenant_id"], "Failed", failure_step=run["current_step"],
-                       failure_message="the running process died (reconciled)")
+                       failure_message=f"abandoned: the process running it (pid {run['pid']} on {run['host']}) "
+                                       "stopped")
             done.append(run["run_id"])
     return done
 
@@ -282,3 +342,18 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def page_runs(engine: sa.Engine, tenant: str, limit: int, *, after: tuple[Any, str] | None = None,
+              status: str | None = None) -> list[dict[str, Any]]:
+    """A page of the tenant's runs, newest first by (created_at, run_id); `after`: the last of the
+    previous page, so that runs added meanwhile never shift a page (keyset pagination)."""
+    query = sa.select(H).where(H.c.tenant_id == tenant)
+    if status:
+        query = query.where(H.c.status == status)
+    if after is not None:
+        created, run_id = after
+        query = query.where(sa.or_(H.c.created_at < created, sa.and_(H.c.created_at == created, H.c.run_id < run_id)))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query.order_by(H.c.created_at.desc(), H.c.run_id.desc()).limit(limit))
+                .mappings()]

@@ -73,7 +73,7 @@ def test_killed_run_is_reconciled_to_failed(demo_db: str) -> None:
                                 text=True, timeout=60)
     assert reconciled.returncode == 0, reconciled.stderr
     dead = runs.get_run(engine, run["run_id"])
-    assert dead["status"] == "Failed" and "died" in dead["failure_message"]
+    assert dead["status"] == "Failed" and dead["failure_message"].startswith("abandoned: ")
     assert dead["failure_step"] == "allocation"
     assert execute_run(engine, OPTIONS)["status"] == "Complete"  # BR-8 no longer blocked
 
