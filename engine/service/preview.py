@@ -50,7 +50,9 @@ def preview_candidates(engine: sa.Engine, tenant: str, loan_ids: list[str], scor
     for i, loan_id in enumerate(loans["loan_id"]):
         reason = int(cand.loan_no_candidate_reason[i])
         cash_price = float(cash.price[i])
+        fixed = int(cand.loan_fixed_trade[i])
         per_loan.append({"loan_id": loan_id, "eligible_trades": counts[loan_id],
+                         "locked_in_trade": trades["trade_id"][fixed] if fixed >= 0 else None,
                          "cash_price": None if np.isnan(cash_price) else cash_price,
                          "reason_code": reasons.code(reason) if reason else None,
                          "reason": reasons.text(reason) if reason else None})

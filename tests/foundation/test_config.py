@@ -115,3 +115,59 @@ def test_the_example_environments_file_is_valid(monkeypatch) -> None:
     prod = settings.environment("prod")
     assert prod.tenants["acme"].dialect == "mssql"
     assert prod.superset_password() == "pw-one"
+
+
+SERVICE = """\
+service:
+  tokens:
+    acme: ${ACME_TOKEN}
+  queue_capacity: 8
+  broker_url: redis://127.0.0.1:6379/3
+"""
+
+
+def test_service_section_tokens_from_variables(tmp_path, monkeypatch) -> None:
+    from pfill.engine.service.tokens import load_tokens
+
+    path = _write(tmp_path, SERVICE)
+    settings = Settings.resolve(home=tmp_path / "home", config=path)
+    service = settings.service()
+    assert service.queue_capacity == 8 and service.broker_url.value() == "redis://127.0.0.1:6379/3"
+    monkeypatch.delenv("ACME_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"pfill.yaml:3.*ACME_TOKEN is not set"):
+        load_tokens(settings)
+    monkeypatch.setenv("ACME_TOKEN", "short")
+    with pytest.raises(ConfigError, match="shorter than 24 characters"):
+        load_tokens(settings)
+    monkeypatch.setenv("ACME_TOKEN", "x" * 32)
+    tokens = load_tokens(settings)
+    assert tokens.tenant_of("x" * 32) == "acme" and tokens.tenant_of("x" * 31) is None and tokens.files == ()
+    assert not (tmp_path / "home" / "service").exists()  # configured tokens: nothing generated
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("service:\n  tokens:\n    acme: plain-literal-token-value-here\n", "must reference an environment variable"),
+    ("service:\n  queue_capacity: 0\n", "queue_capacity 0 is not a whole number from 1 to 100000"),
+    ("service:\n  queue_capacity: lots\n", "queue_capacity 'lots'"),
+    ("service:\n  tokens:\n    'bad tenant': ${X}\n", "bad tenant"),
+    ("service:\n  workers: 3\n", "workers"),
+])
+def test_bad_service_section_names_the_line(tmp_path, text: str, message: str) -> None:
+    settings = Settings.resolve(home=tmp_path / "home", config=_write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"pfill\.yaml:[0-9]") as err:
+        settings.service()
+    assert message in str(err.value)
+
+
+def test_local_tokens_are_generated_once_per_tenant(tmp_path, monkeypatch) -> None:
+    from pfill.engine.service.tokens import load_tokens
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PFILL_CONFIG", raising=False)
+    settings = Settings.resolve(home=tmp_path / "home", db=f"sqlite:///{tmp_path / 'x.db'}")
+    (tmp_path / "home").mkdir()
+    settings.local_tenants_file.write_text("acme\n")
+    first = load_tokens(settings)
+    assert sorted(first.by_tenant) == ["acme", "demo"] and len(set(first.by_tenant.values())) == 2
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in first.files)
+    assert load_tokens(settings).by_tenant == first.by_tenant  # kept, not regenerated
