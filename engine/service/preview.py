@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from .. import reasons
 from ..context import RunContext
 from ..inputs import check_inputs, check_loan_ids, load_inputs
+from ..market import check_business_date
 from ..state import required
 from ..steps import STEPS
 
@@ -23,6 +24,8 @@ PREVIEW_STEPS = ("cash_grid", "settle_price", "candidates")
 
 def preview_candidates(engine: sa.Engine, tenant: str, loan_ids: list[str], scoring: str,
                        as_of: date | None) -> dict[str, Any]:
+    if as_of is not None:  # the window POST /run holds to (a 1999 date priced 26 years of carry)
+        check_business_date(as_of)
     with engine.connect() as conn:
         check_inputs(conn, tenant)
         check_loan_ids(conn, tenant, loan_ids)
