@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 
+from pfill.database import open_database
+from pfill.engine import demo_data
 from tests.conftest import free_port
-from tests.engine.helpers import PFILL, pfill_env
+from tests.engine.helpers import AS_OF, PFILL, pfill_env
 
 PREFIX = "/api/powerfill"
 
@@ -90,3 +92,40 @@ def wait_status(client: httpx.Client, run_id: str, wanted: set[str], timeout: fl
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout}s")
+
+
+# -- helpers of the HTTP tests (test_api, test_concurrency, test_durability) -----------------------
+
+PROBLEM = "application/problem+json"
+IDLE_BROKER = "redis://127.0.0.1:6379/11"  # a Redis database no `pfill worker` listens on: runs stay queued
+
+
+def problem(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """The response's problem document, checked: its status, media type, RFC 9457 members and `field`."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"] == PROBLEM, response.headers
+    body = response.json()
+    assert body["status"] == status and body["type"] == "about:blank" and body["title"] and body["detail"], body
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
+
+
+def add_tenant_inputs(db_url: str, tenant: str, seed: int, loans: int = 400) -> None:
+    """Demo inputs (as of AS_OF) for one more tenant of the database."""
+    demo_data.replace_tenant_inputs(open_database(db_url), tenant, demo_data.generate(loans, 12, seed=seed,
+                                                                                        as_of=AS_OF))
+
+
+def empty_idle_broker() -> None:
+    """Drop what the tests sent to IDLE_BROKER (messages nobody will take)."""
+    import redis
+
+    client = redis.Redis.from_url(IDLE_BROKER)
+    try:
+        keys = list(client.scan_iter("*pfill-runs*")) + list(client.scan_iter("_kombu.binding*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
