@@ -109,8 +109,10 @@ class ActiveRunConflict(ConflictError):
     def __init__(self, tenant: str, active: dict[str, Any] | None) -> None:
         self.active = active
         which = f" ({active['run_id']}, {active['status']})" if active else ""
-        super().__init__(f"a run is already active for tenant {tenant}{which}",
-                         hint="wait for it, or `pfill runs cancel ID`; "
+        queued = bool(active) and active["status"] == "Pending" and active["pid"] is None
+        super().__init__(f"a run is already {'queued' if queued else 'active'} for tenant {tenant}{which}",
+                         hint="it waits for the run service's executor; `pfill runs cancel ID` removes it" if queued
+                         else "wait for it, or `pfill runs cancel ID`; "
                               "a crashed run is cleared by `pfill runs reconcile`")
 
 

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("pfill.engine.cli:demo_data_command", "Replace a tenant's inputs with a demo lender's pipeline and "
                   "hedge book (deterministic for a seed and date)."),
     "run": ("pfill.engine.cli:run_command", "Run PowerFill for a tenant: the six steps, with progress per step."),
-    "runs": ("pfill.engine.cli:runs_group", "Engine runs: list, show, cancel, reconcile."),
+    "runs": ("pfill.engine.cli:runs_group", "Engine runs: list, show, cancel, reconcile, purge."),
     "serve": ("pfill.engine.service.cli:serve", "Serve the run API (submit, watch and cancel runs) under "
               "/api/powerfill, until stopped."),
     "worker": ("pfill.engine.service.cli:worker", "Execute queued runs for `pfill serve --executor celery` (a Celery "
