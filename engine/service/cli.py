@@ -79,8 +79,17 @@ def serve(settings: Settings, host: str, port: int, executor: str, concurrency: 
         info(f"token for tenant {path.name.removeprefix('token-')}: in {path}")
     if executor == "celery":
         info(f"broker: {mask_url(_broker(settings, broker))}; start workers with `pfill worker`")
+    # uvicorn raises the SIGTERM/SIGINT it stopped on again once it has shut down, so the process ended
+    # "killed by SIGTERM" (-15) after a clean stop; these handlers, put back by uvicorn, make that exit 0
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, log_config=None,
                 timeout_graceful_shutdown=15)
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """A stop signal once uvicorn has shut down gracefully: exit 0."""
+    sys.exit(0)
 
 
 @click.command("worker")
