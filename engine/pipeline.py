@@ -153,7 +153,8 @@ def _execute(engine: sa.Engine, run_id: str, options: RunOptions, progress: Prog
     tracker.complete(options.strategy)
     removed = runs.apply_retention(engine, options.tenant, options.keep_runs)
     if removed:
-        progress(f"  retention: removed {len(removed)} old run(s), keeping {options.keep_runs}")
+        progress(f"  retention: removed the output of {len(removed)} old run(s) (their history and log stay), "
+                 f"keeping {options.keep_runs}")
     result = runs.get_run(engine, run_id)
     result["rows_written"] = ctx.rows_written
     return result
