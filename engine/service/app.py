@@ -19,7 +19,7 @@ import binascii
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -46,6 +47,7 @@ from .tokens import Tokens
 PREFIX = "/api/powerfill"
 RETRY_AFTER_SECONDS = 5
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+RUN_ID_LENGTH = schema.pfill_run_history.c.run_id.type.length
 log = logging.getLogger("pfill.service")
 
 
@@ -70,11 +72,28 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.include_router(_routes(service))
     _errors(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 _PROBLEM: dict[str, Any] = {"description": "A problem document (RFC 9457)",
-                            "content": {MEDIA_TYPE: {"schema": {"type": "object"}}}}
+                            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, less what this service never answers: invalid requests are 400 problem
+    documents (see _errors), not FastAPI's 422 HTTPValidationError; plus the Problem schema."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                               description=app.description, routes=app.routes)
+        for operation in (op for path in document["paths"].values() for op in path.values()):
+            operation["responses"].pop("422", None)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["Problem"] = models.ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 _bearer = HTTPBearer(auto_error=False, description="One token per tenant")
@@ -97,10 +116,10 @@ Tenant = Annotated[str, Depends(_tenant_of)]
 def _routes(service: Service) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
     def owned_run(run_id: str, tenant: str) -> dict[str, Any]:
-        try:
-            run = runs.get_run(service.engine, run_id)
-        except runs.RunNotFound:
-            run = None
+        run = None
+        if _could_be_run_id(run_id):  # PostgreSQL refuses a NUL in a query (a 500 before this check)
+            with suppress(runs.RunNotFound):
+                run = runs.get_run(service.engine, run_id)
         if run is None or run["tenant_id"] != tenant:  # another tenant's run is not there for this one
             raise Problem(404, f"no run {run_id}", run_id=run_id)
         return run
@@ -144,10 +163,8 @@ def _routes(service: Service) -> APIRouter:
     def list_runs(tenant: Tenant, request: Request, response: Response,
                   limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
                   cursor: Annotated[str | None, Query(max_length=200)] = None,
-                  status: Annotated[str | None, Query(description=", ".join(schema.STATUSES))] = None,
+                  status: Annotated[models.RunStatus | None, Query(description="Only runs in this status")] = None,
                   ) -> dict[str, Any]:
-        if status is not None and status not in schema.STATUSES:
-            raise Problem(400, f"status: {status!r} is not one of {', '.join(schema.STATUSES)}", field="status")
         after = _decode_cursor(cursor) if cursor else None
         page = runs.page_runs(service.engine, tenant, limit + 1, after=after, status=status)
         more, page = len(page) > limit, page[:limit]
@@ -199,12 +216,20 @@ def _encode_cursor(run: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _could_be_run_id(run_id: str) -> bool:
+    return 0 < len(run_id) <= RUN_ID_LENGTH and "\x00" not in run_id
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), str(run_id)
+        after = datetime.fromisoformat(created)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor: not a cursor this service gave out", field="cursor") from None
+        after = run_id = None
+    # only what _encode_cursor gives out: a naive UTC timestamp and a run id (no NUL, as PostgreSQL needs)
+    if after is None or after.tzinfo is not None or not isinstance(run_id, str) or not _could_be_run_id(run_id):
+        raise Problem(400, "cursor: not a cursor this service gave out", field="cursor")
+    return after, run_id
 
 
 def _errors(app: FastAPI) -> None:
