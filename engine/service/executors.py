@@ -6,6 +6,9 @@
 - CeleryExecutor (`--executor celery`): sends each run id to `pfill worker`s over the broker, and
   sends again runs that waited long (a broker that lost its messages loses no run: the rows are the
   queue, and a second message for a run is a no-op, because claiming is a conditional update).
+  "Long" is env PFILL_RESEND_SECONDS (default 30): every that many seconds, the runs queued for
+  longer than that are sent again. A broker that cannot be reached fails a send at once (no
+  connection retries, short socket timeouts), so POST /run still answers 202 without waiting on it.
 
 Both run the sweep: active runs whose process stopped are failed ("abandoned: ... stopped") at
 start-up and every few heartbeats after.
@@ -23,6 +26,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from pfill.config import env_seconds
 from pfill.errors import PfillError
 
 from .. import runs
@@ -30,10 +34,19 @@ from ..context import utcnow
 from ..pipeline import execute_queued
 
 log = logging.getLogger("pfill.service")
+DEFAULT_RESEND_SECONDS = 30.0
+# the API side only publishes: a broker that is down must fail a send at once, not after kombu's
+# connection retries (about 6 s per send), which would hold POST /run
+FAIL_FAST_TRANSPORT = {"max_retries": 0, "socket_connect_timeout": 2, "socket_timeout": 5}
 
 
 def worker_name(kind: str) -> str:
     return f"{kind}@{socket.gethostname()} pid {os.getpid()}"
+
+
+def resend_seconds() -> float:
+    """Seconds after which a queued run is sent to the broker again: env PFILL_RESEND_SECONDS, else 30."""
+    return env_seconds("PFILL_RESEND_SECONDS", DEFAULT_RESEND_SECONDS, minimum=0.5)
 
 
 def sweep_seconds() -> float:
@@ -164,14 +177,15 @@ class EmbeddedExecutor(_Background):
 
 class CeleryExecutor(_Background):
     name = "celery"
-    RESEND_AFTER = timedelta(seconds=30)
 
     def __init__(self, engine: sa.Engine, broker_url: str) -> None:
-        super().__init__("pfill-resend", self.RESEND_AFTER.total_seconds())
+        self.resend_after = timedelta(seconds=resend_seconds())
+        super().__init__("pfill-resend", self.resend_after.total_seconds())
         from .tasks import celery_app
 
         self.engine = engine
         self.app = celery_app(broker_url)
+        self.app.conf.broker_transport_options = dict(FAIL_FAST_TRANSPORT)
         self._sweeper = Sweeper(engine)
 
     def start(self) -> None:
@@ -191,10 +205,14 @@ class CeleryExecutor(_Background):
         """Send again the runs that have waited long (their message may be lost)."""
         from .tasks import send
 
-        old = utcnow() - self.RESEND_AFTER
+        old = utcnow() - self.resend_after
         for run in runs.queued_runs(self.engine, limit=1000):
             if run["created_at"] < old:
-                send(self.app, run["run_id"])
+                try:
+                    send(self.app, run["run_id"])
+                except Exception as exc:  # the broker is down: the next pass tries again
+                    log.warning("resend: could not reach the broker (%s); runs stay queued", type(exc).__name__)
+                    return
 
     def stop(self) -> None:
         super().stop()
