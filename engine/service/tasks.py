@@ -32,7 +32,8 @@ def celery_app(broker_url: str) -> Celery:
     def execute_run(run_id: str) -> None:
         from .executors import execute_logged
 
-        execute_logged(_engine(), run_id, f"celery@{execute_run.request.hostname} pid {os.getpid()}")
+        # the worker's node name, already name@host: celery@w1 for `--name w1`, pfill@<host>-<pid> by default
+        execute_logged(_engine(), run_id, f"{execute_run.request.hostname} pid {os.getpid()}")
 
     return app
 
