@@ -130,6 +130,7 @@ class CandidateOption(BaseModel):
 class LoanPreview(BaseModel):
     loan_id: str
     eligible_trades: int
+    locked_in_trade: str | None = Field(description="In the lockdown guide: the trade of its pool, where it stays")
     cash_price: float | None
     reason_code: str | None
     reason: str | None
