@@ -359,3 +359,12 @@ def page_runs(engine: sa.Engine, tenant: str, limit: int, *, after: tuple[Any, s
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query.order_by(H.c.created_at.desc(), H.c.run_id.desc()).limit(limit))
                 .mappings()]
+
+
+def latest_complete_run(engine: sa.Engine, tenant: str) -> dict[str, Any] | None:
+    """The run the reports show by default: the tenant's Complete run that completed last (the
+    queries' `latest_complete_run()` macro orders the same way)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(H).where(H.c.tenant_id == tenant, H.c.status == "Complete")
+                           .order_by(H.c.completed_at.desc(), H.c.run_id.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None

@@ -1,11 +1,14 @@
 """The report queries: a templated SQL file plus a metadata sidecar per report.
 
     queries/<name>.sql.j2   the SQL, deploy-time Jinja with [[ ]] / [% %] (see template.py)
-    queries/<name>.yaml     title, description, parameters and output columns (name, type, description)
+    queries/<name>.yaml     title, description, parameters, output columns (name, type, description)
+                            and key: the columns that order its rows and tell them apart (`-` first:
+                            descending), for paging
 
 Python API (what lint, preview and the dataset builder use):
     load_queries(folder=None) -> dict[str, Query]
-    Query.render(dialect, tenant="demo", run_id=None, schema=None, superset=False, params=None, trim=True) -> str
+    Query.render(dialect, tenant="demo", run_id=None, schema=None, superset=False, params=None, trim=True,
+                 bind=False) -> str
     Query.columns / Query.column_names / Query.parameters
 """
 
@@ -103,6 +106,7 @@ class Query:
     columns: tuple[Column, ...]
     parameters: tuple[Parameter, ...]
     environment: jinja2.Environment = field(repr=False)
+    key: tuple[str, ...] = ()  # ordering columns, "-name" descending; unique together within a run
 
     @property
     def meta_path(self) -> Path:
@@ -135,6 +139,7 @@ class Query:
         superset: bool = False,
         params: dict[str, Any] | None = None,
         trim: bool = True,
+        bind: bool = False,
     ) -> str:
         """The SQL for one dialect.
 
@@ -143,12 +148,17 @@ class Query:
         evaluated with its defaults (no filter set: the latest Complete run).
         trim=False keeps the template's lines: line N of the output is line N of the template as long
         as its macros and blocks emit no extra lines (lint relies on it to name lines).
+        bind=True: the tenant and the run are the bind parameters `:tenant` and `:run_id` (run_id is
+        then required), for a caller that executes the SQL with their values (the run service).
         """
         check_dialect(dialect)
+        if bind and superset:
+            raise UsageError("bind=True is for SQL run directly, not a Superset dataset")
+        check_tenant(tenant)
         context = {
             "dialect": dialect,
             "superset": superset,
-            "tenant": sql_literal(check_tenant(tenant), dialect),
+            "tenant": SqlLiteral(":tenant", tenant) if bind else sql_literal(tenant, dialect),
             "run_id": None,
             "table": lambda name: self._table(name, dialect, schema),
             "params": self._params(dialect, params or {}),
@@ -156,7 +166,8 @@ class Query:
         if run_id is not None:
             if not self.takes("run_id"):
                 raise UsageError(f"query {self.name} does not take a run id (it shows every run)")
-            context["run_id"] = sql_literal(check_run_id(run_id), dialect)
+            context["run_id"] = (SqlLiteral(":run_id", check_run_id(run_id)) if bind
+                                 else sql_literal(check_run_id(run_id), dialect))
         if schema is not None:
             check_identifier(schema, "schema")
         sql = self._render_template(context)
@@ -274,17 +285,32 @@ def _load_one(name: str, template: Path, environment: jinja2.Environment) -> Que
         raise ConfigError(f"{template}: the template is empty (expected the report's SELECT)")
     meta = load_located(meta_path)
     data = meta.data
-    check_keys(data, {"title", "description", "parameters", "columns"}, meta)
+    check_keys(data, {"title", "description", "parameters", "columns", "key"}, meta)
+    columns = _columns(data.get("columns"), meta)
     return Query(
         name=name,
         title=str(data.get("title") or name),
         description=str(data.get("description") or ""),
         template_path=template,
         meta=meta,
-        columns=_columns(data.get("columns"), meta),
+        columns=columns,
         parameters=_parameters(data.get("parameters") or [], meta),
         environment=environment,
+        key=_key(data.get("key"), columns, meta),
     )
+
+
+def _key(raw: Any, columns: tuple[Column, ...], meta: LocatedYaml) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    names = {c.name for c in columns}
+    if not isinstance(raw, list) or not raw or not all(isinstance(k, str) for k in raw):
+        raise ConfigError(f"{meta.where('key')}: `key` must be a non-empty list of column names")
+    for index, item in enumerate(raw):
+        if item.removeprefix("-") not in names:
+            raise ConfigError(f"{meta.where('key', index)}: key {item!r} is not a declared column",
+                              hint="a key names columns of `columns`, `-name` for descending order")
+    return tuple(raw)
 
 
 def _columns(raw: Any, meta: LocatedYaml) -> tuple[Column, ...]:

@@ -7,6 +7,7 @@
     GET  /runs/{run_id}             the run document | 404 (unknown, or another tenant's)
     POST /runs/{run_id}/cancel      202 while active | 409 ended | 404
     POST /candidates/preview        eligible trades and prices for given loans, without a run
+    GET  /runs/overview, /runs/{run_id}/<report>, /runs/{run_id}/log   the reports (report_api.py)
 
 Every request but /health carries `Authorization: Bearer <token>`; the token names the tenant.
 Errors are application/problem+json naming the field or the run at fault.
@@ -42,6 +43,7 @@ from .executors import Executor
 from .preview import preview_candidates
 from .problems import MEDIA_TYPE, Problem, problem_response
 from .queue import QueueFull, RunQueue
+from .report_api import report_router
 from .tokens import Tokens
 
 PREFIX = "/api/powerfill"
@@ -70,6 +72,8 @@ def create_app(service: Service) -> FastAPI:
                   description="Submit, watch and cancel PowerFill runs; one bearer token per tenant.",
                   responses={400: _PROBLEM, 401: _PROBLEM})
     app.state.service = service
+    # the reports first: /runs/overview must not be taken for a run id
+    app.include_router(report_router(lambda request: request.app.state.service.engine, _tenant_of))
     app.include_router(_routes(service))
     _errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

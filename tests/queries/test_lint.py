@@ -46,7 +46,7 @@ def test_seeded_mistakes_are_caught_with_file_and_line(queries_copy: Path) -> No
     assert finding("switching.sql.j2:6:", "select-star")
     assert finding("cash_trade_slotting.sql.j2:8:", "column-undeclared")
     assert "upb_dollars" in finding("cash_trade_slotting.sql.j2:8:", "column-undeclared")
-    assert finding("cash_trade_slotting.yaml:14:", "column-missing")
+    assert finding("cash_trade_slotting.yaml:15:", "column-missing")
     assert "in a subquery" in finding("pool_candidates.sql.j2:11:", "order-by")
 
 
@@ -74,7 +74,7 @@ def test_json_output(queries_copy: Path) -> None:
     assert code == 1
     findings = json.loads(output[output.index("[") :])
     assert findings == [{
-        "file": str(queries_copy / "switching.yaml"), "line": 20, "rule": "column-missing",
+        "file": str(queries_copy / "switching.yaml"), "line": 21, "rule": "column-missing",
         "message": "column upb is declared but not selected", "query": "switching",
         "dialects": ["sqlite", "postgresql", "mssql"], "check": "columns",
     }]

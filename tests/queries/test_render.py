@@ -122,3 +122,31 @@ def test_rendered_lines_match_template_lines() -> None:
     for query in QUERIES.values():
         rendered = query.render("postgresql", superset=True, trim=False)
         assert rendered.count("\n") == query.template_path.read_text().count("\n"), query.name
+
+
+RUN = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_bind_mode_leaves_tenant_and_run_as_parameters(dialect: str) -> None:
+    """The run service binds the tenant and the run: neither value is ever in the SQL text."""
+    for query in load_queries().values():
+        run = RUN if query.takes("run_id") else None
+        sql = query.render(dialect, tenant="acme", run_id=run, bind=True)
+        assert "acme" not in sql and RUN not in sql
+        assert ":tenant" in sql and (":run_id" in sql) == query.takes("run_id")
+        sqlglot.parse_one(sql, read=SQLGLOT_NAMES[dialect])  # still one statement of the dialect
+
+
+def test_every_report_declares_a_key_of_its_columns() -> None:
+    for query in load_queries().values():
+        assert query.key and {k.removeprefix("-") for k in query.key} <= set(query.column_names), query.name
+
+
+def test_a_key_naming_an_undeclared_column_is_refused_with_its_line(queries_copy) -> None:
+    from pfill.errors import ConfigError
+    from tests.queries.conftest import edit
+
+    edit(queries_copy / "trade_recap.yaml", "key: [trade_id]", "key: [trade_id, nope]")
+    with pytest.raises(ConfigError, match=r"trade_recap\.yaml:\d+: key 'nope' is not a declared column"):
+        load_queries(queries_copy)

@@ -1,0 +1,239 @@
+"""The reports over HTTP: the same templated queries as the dashboards, with the run bound.
+
+Each report renders its query from `queries/` for the engine database's dialect with `:tenant` and
+`:run_id` as bind parameters (never spliced into the SQL), wraps it with sqlglot for the filters,
+the key order and a page (LIMIT/OFFSET, or OFFSET/FETCH on SQL Server), and runs it.
+
+Freshness, the same for every report (`resolve`):
+- unknown run, another tenant's, or `latest` with no Complete run: 404;
+- still active: 409 with its status;
+- retention removed its output: 410, naming the newest run that has output (kept tables still answer);
+- Failed or Cancelled: 200 with no rows in the user-facing reports and a note (status, failure step
+  and message); the kept tables (log, synthetic trades) return theirs;
+- Complete: 200 with rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlglot import exp
+
+from pfill.dialects import wrap
+from pfill.queries.catalog import Query, load_queries
+
+from .. import runs, schema
+from .problems import Problem
+
+DEFAULT_PAGE, MAX_PAGE = 1_000, 10_000
+# API filter -> the report column it narrows (a report takes the filters whose column it has)
+FILTERS = {"trade": "trade_id", "pool": "pool_id", "pool_action": "pool_action", "row_type": "row_type",
+           "loan": "loan_id"}
+
+
+@dataclass(frozen=True)
+class Report:
+    path: str  # the endpoint under /runs/{run_id}/
+    query: str  # the query in queries/
+    summary: str
+    kept: bool = False  # read from a table BR-9 keeps (the log): rows even for Failed/Cancelled runs
+
+
+REPORTS = (
+    Report("guide", "allocation_guide", "Allocation guide: allocations, and kickouts (row_type)"),
+    Report("recap", "trade_recap", "Trade recap: one row per trade with its fulfilment counters"),
+    Report("switching", "switching", "Switching: loans moving from one pool into another"),
+    Report("candidates", "pool_candidates", "Pool candidates: every eligible loan x trade option of the run"),
+    Report("existing-disposition", "existing_disposition", "Existing disposition: loans already in pools"),
+    Report("pooling-guide", "pooling_guide", "Pooling guide: per pool, count and UPB of each pool action"),
+    Report("cash-slotting", "cash_trade_slotting", "Cash trade slotting: the cash-window cells of unplaced loans"),
+)
+_queries: dict[str, Query] | None = None
+
+
+def queries() -> dict[str, Query]:
+    global _queries
+    if _queries is None:
+        _queries = load_queries()
+    return _queries
+
+
+# -- which run, and may it answer ------------------------------------------------------------------
+
+@dataclass
+class RunView:
+    run: dict[str, Any]
+    is_latest: bool
+    note: dict[str, Any] | None  # Failed/Cancelled: why there are no rows
+
+    def header(self) -> dict[str, Any]:
+        return {"run_id": self.run["run_id"], "status": self.run["status"],
+                "completed_at": as_utc_text(self.run["completed_at"]),
+                "is_latest": self.is_latest, "note": self.note}
+
+
+def resolve(engine: sa.Engine, tenant: str, run_id: str, kept: bool = False) -> RunView:
+    """The run a report answers for, or the Problem its freshness calls for."""
+    latest = runs.latest_complete_run(engine, tenant)
+    if run_id == "latest":
+        if latest is None:
+            raise Problem(404, f"tenant {tenant} has no Complete run yet", run_id=run_id)
+        run = latest
+    else:
+        try:
+            run = runs.get_run(engine, run_id)
+        except runs.RunNotFound:
+            run = None
+        if run is None or run["tenant_id"] != tenant:
+            raise Problem(404, f"no run {run_id}", run_id=run_id)
+    status = run["status"]
+    if status in schema.ACTIVE_STATUSES:
+        raise Problem(409, f"run {run['run_id']} is still {status}: its reports are written when it completes",
+                      run_id=run["run_id"], run_status=status)
+    if run.get("output_removed_at") is not None and not kept:
+        newest = latest["run_id"] if latest else None
+        removed = f"{run['output_removed_at']:%Y-%m-%d %H:%M:%S}"
+        raise Problem(410, f"run {run['run_id']}'s output was removed by retention at {removed} UTC"
+                      + (f"; the newest run with output is {newest}" if newest else ""),
+                      run_id=run["run_id"], newest_run=newest,
+                      newest_run_url=f"/api/powerfill/runs/{newest}" if newest else None)
+    note = None
+    if status in ("Failed", "Cancelled"):
+        note = {"status": status, "failure_step": run["failure_step"], "failure_message": run["failure_message"],
+                "detail": f"a {status} run keeps no user-facing output (BR-9); its log is kept"}
+    return RunView(run, latest is not None and latest["run_id"] == run["run_id"], note)
+
+
+# -- SQL --------------------------------------------------------------------------------------------
+
+def report_sql(query: Query, dialect: str, *, run_bound: bool, filters: dict[str, Any],
+               page: tuple[int, int] | None) -> str:
+    """The query with the run and tenant bound, the filters (`:f_<column>`), the key order and a page
+    (limit, offset): SQL for sa.text with every value a bind parameter."""
+    inner = query.render(dialect, tenant="bound", run_id="00000000-0000-0000-0000-000000000000" if run_bound else None,
+                         bind=True)
+
+    def outer(sub: exp.Subquery) -> exp.Expression:
+        select = exp.select("*").from_(sub)
+        for column in filters:
+            select = select.where(exp.column(column, table="q").eq(exp.Placeholder(this=f"f_{column}")))
+        for key in query.key:
+            select = select.order_by(exp.Ordered(this=exp.column(key.removeprefix("-"), table="q"),
+                                                 desc=key.startswith("-")))
+        if page is not None:
+            select = select.limit(page[0]).offset(page[1])
+        return select
+
+    return _text_binds(wrap(inner, dialect, outer))
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s")  # sqlglot writes PostgreSQL placeholders as %(name)s
+_OUR_BINDS = re.compile(r"\\:(tenant|run_id|f_\w+)\b")
+
+
+def _text_binds(sql: str) -> str:
+    """Placeholders as sa.text's `:name`; every other colon literal text."""
+    sql = _PYFORMAT.sub(r":\1", sql).replace(":", "\\:")
+    return _OUR_BINDS.sub(r":\1", sql)
+
+
+# -- rows -------------------------------------------------------------------------------------------
+
+def as_utc_text(value: Any) -> str | None:
+    """A stored (naive UTC) timestamp as RFC 3339 text; SQLite hands it over as text."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=None).isoformat() + "Z"
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "string": str, "integer": int, "float": float, "decimal": float, "boolean": bool,
+    "date": lambda v: v[:10] if isinstance(v, str) else v.isoformat(),
+    "datetime": as_utc_text,
+}
+
+
+def converters(query: Query) -> list[Callable[[Any], Any]]:
+    """Per declared column: its value as the declared JSON type (SQLite gives 0/1 and text dates,
+    PostgreSQL Decimal for ROUND(NUMERIC))."""
+    return [_CONVERT[c.type] for c in query.columns]
+
+
+def as_records(query: Query, rows: list[sa.Row[Any]]) -> list[dict[str, Any]]:
+    names, convert = query.column_names, converters(query)
+    return [{n: (None if v is None else f(v)) for n, f, v in zip(names, convert, row, strict=True)} for row in rows]
+
+
+def encode_cursor(report: str, run_id: str, offset: int) -> str:
+    raw = json.dumps([report, run_id, offset]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, report: str, run_id: str) -> int:
+    try:
+        got_report, got_run, offset = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor: not a cursor this service gave out", field="cursor") from None
+    if got_report != report or got_run != run_id or not isinstance(offset, int) or offset < 0:
+        raise Problem(400, f"cursor: it belongs to another report or run than {report} of {run_id}", field="cursor")
+    return offset
+
+
+def fetch_page(engine: sa.Engine, query: Query, params: dict[str, Any], filters: dict[str, Any],
+               limit: int, offset: int, run_bound: bool) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the report's rows (as declared JSON types), and whether more follow."""
+    sql = report_sql(query, engine.dialect.name, run_bound=run_bound, filters=filters, page=(limit + 1, offset))
+    binds = {**params, **{f"f_{c}": v for c, v in filters.items()}}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql), binds).all()
+    return as_records(query, rows[:limit]), len(rows) > limit
+
+
+def stream_csv(engine: sa.Engine, query: Query, params: dict[str, Any], filters: dict[str, Any],
+               run_bound: bool) -> Iterator[bytes]:
+    """The whole report as CSV, a chunk per thousand rows, from a server-side cursor: memory stays
+    flat whatever the size. The SQL is built before the first chunk (an error is still an answer)."""
+    sql = report_sql(query, engine.dialect.name, run_bound=run_bound, filters=filters, page=None)
+    binds = {**params, **{f"f_{c}": v for c, v in filters.items()}}
+    return _csv_chunks(engine, sql, binds, query)
+
+
+def _csv_chunks(engine: sa.Engine, sql: str, binds: dict[str, Any], query: Query) -> Iterator[bytes]:
+    convert = converters(query)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(query.column_names)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=1000).execute(sa.text(sql), binds)
+        for partition in result.partitions():
+            writer.writerows([None if v is None else _csv_value(f(v)) for f, v in zip(convert, row, strict=True)]
+                             for row in partition)
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+def _csv_value(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
