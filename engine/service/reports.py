@@ -117,12 +117,13 @@ def resolve(engine: sa.Engine, tenant: str, run_id: str, kept: bool = False) -> 
 
 # -- SQL --------------------------------------------------------------------------------------------
 
-def report_sql(query: Query, dialect: str, *, run_bound: bool, filters: dict[str, Any],
+def report_sql(query: Query, dialect: str, *, tenant: str, run_id: str | None, filters: dict[str, Any],
                page: tuple[int, int] | None) -> str:
     """The query with the run and tenant bound, the filters (`:f_<column>`), the key order and a page
-    (limit, offset): SQL for sa.text with every value a bind parameter."""
-    inner = query.render(dialect, tenant="bound", run_id="00000000-0000-0000-0000-000000000000" if run_bound else None,
-                         bind=True)
+    (limit, offset): SQL for sa.text with every value a bind parameter. The SQL has `:tenant` and
+    `:run_id` (run_id None: the query is not run-bound); their values still reach the template
+    (`tenant.value`), which may write them into text, e.g. the overview's links to the dashboards."""
+    inner = query.render(dialect, tenant=tenant, run_id=run_id, bind=True)
 
     def outer(sub: exp.Subquery) -> exp.Expression:
         select = exp.select("*").from_(sub)
@@ -194,7 +195,8 @@ def decode_cursor(cursor: str, report: str, run_id: str) -> int:
 def fetch_page(engine: sa.Engine, query: Query, params: dict[str, Any], filters: dict[str, Any],
                limit: int, offset: int, run_bound: bool) -> tuple[list[dict[str, Any]], bool]:
     """One page of the report's rows (as declared JSON types), and whether more follow."""
-    sql = report_sql(query, engine.dialect.name, run_bound=run_bound, filters=filters, page=(limit + 1, offset))
+    sql = report_sql(query, engine.dialect.name, tenant=params["tenant"],
+                     run_id=params["run_id"] if run_bound else None, filters=filters, page=(limit + 1, offset))
     binds = {**params, **{f"f_{c}": v for c, v in filters.items()}}
     with engine.connect() as conn:
         rows = conn.execute(sa.text(sql), binds).all()
@@ -205,7 +207,8 @@ def stream_csv(engine: sa.Engine, query: Query, params: dict[str, Any], filters:
                run_bound: bool) -> Iterator[bytes]:
     """The whole report as CSV, a chunk per thousand rows, from a server-side cursor: memory stays
     flat whatever the size. The SQL is built before the first chunk (an error is still an answer)."""
-    sql = report_sql(query, engine.dialect.name, run_bound=run_bound, filters=filters, page=None)
+    sql = report_sql(query, engine.dialect.name, tenant=params["tenant"],
+                     run_id=params["run_id"] if run_bound else None, filters=filters, page=None)
     binds = {**params, **{f"f_{c}": v for c, v in filters.items()}}
     return _csv_chunks(engine, sql, binds, query)
 
