@@ -63,6 +63,9 @@ class RunQueue:
                     return submit_run(self.engine, options, queued=True, before_insert=self._room,
                                       requested_by=requested_by)
             except QueueFull:
+                active = runs.active_run(self.engine, options.tenant)
+                if active is not None:  # BR-8 refuses it whatever the room: 409 naming the run, not 503
+                    raise runs.ActiveRunConflict(options.tenant, active) from None
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
