@@ -2,15 +2,15 @@
 `pfill serve` (uvicorn) on a free port, over SQLite and PostgreSQL.
 
 Most tests share one server per database (tenants demo and acme, no step delay, the embedded
-executor); they leave no run active behind them. A test that needs a slow run or another executor
-starts its own server."""
+executor); they leave no run active behind them. The test that needs a slow run starts its own
+server. (The cancel of a queued run, which needs the Celery executor with no worker, is in
+test_concurrency, on the full-queue test's server.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
+from pfill.cli import cli
 from pfill.database import open_database
 from pfill.engine import runs, schema
 from pfill.engine.pipeline import RunOptions, execute_run
-from tests.engine.helpers import AS_OF, PFILL, pfill_env
+from tests.engine.helpers import AS_OF
 from tests.engine.service.server import PREFIX, Server, problem, wait_status
 
 ENDED = {"Complete", "Failed", "Cancelled"}
@@ -131,32 +133,6 @@ def test_submit_locate_conflict_and_cancel(demo_db: str, tmp_path: Path) -> None
         srv.stop()
     assert _output_hash(demo_db, previous["run_id"]) == before
     assert runs.get_run(open_database(demo_db), previous["run_id"])["status"] == "Complete"
-
-
-def test_cancel_of_a_queued_run_ends_it_at_once(demo_db: str, tmp_path: Path, idle_broker: str) -> None:
-    """With the Celery executor and no worker, nothing claims a run: cancelling it ends it at once."""
-    srv = Server(demo_db, tmp_path / "home", args=("--executor", "celery", "--broker", idle_broker)).start()
-    try:
-        with srv.client() as api:
-            status = api.get("/status").json()
-            assert status["executor"] == "celery" and status["queue_depth"] == 0
-            run_id = api.post("/run", json=RUN).json()["run_id"]
-            queued = api.get(f"/runs/{run_id}").json()
-            assert queued["status"] == "Pending" and queued["pid"] is None and queued["started_at"] is None
-            assert api.get("/status").json()["queue_depth"] == 1
-            cancel = api.post(f"/runs/{run_id}/cancel")
-            assert cancel.status_code == 202, cancel.text
-            body = cancel.json()
-            assert body["status"] == "Cancelled" and body["failure_message"] == "cancelled before it started"
-            assert body["completed_at"] is not None and body["started_at"] is None
-            assert api.get("/status").json()["queue_depth"] == 0
-            problem(api.post(f"/runs/{run_id}/cancel"), 409)
-            # the tenant may submit again at once (BR-8 counts active runs only)
-            second = api.post("/run", json=RUN)
-            assert second.status_code == 202, second.text
-            assert api.post(f"/runs/{second.json()['run_id']}/cancel").json()["status"] == "Cancelled"
-    finally:
-        srv.stop()
 
 
 BAD_BODIES = [
@@ -347,9 +323,10 @@ def test_runs_refuses_bad_parameters(api: httpx.Client, params: dict[str, Any], 
 # -- GET /runs/{id} -------------------------------------------------------------------------------------
 
 def _cli_show(srv: Server, run_id: str) -> dict[str, Any]:
-    done = subprocess.run([PFILL, "runs", "show", run_id, "--json"], capture_output=True, text=True, timeout=120,
-                          env=pfill_env(srv.db_url, PFILL_HOME=str(srv.home)))
-    assert done.returncode == 0, done.stderr
+    """`pfill runs show RUN_ID --json` on the server's database, as tenant demo."""
+    done = CliRunner().invoke(cli, ["--home", str(srv.home), "--db", srv.db_url, "runs", "show", run_id,
+                                    "--tenant", "demo", "--json"])
+    assert done.exit_code == 0, done.output
     return json.loads(done.stdout)
 
 

@@ -83,7 +83,8 @@ def test_fifty_submissions_at_once_make_one_run(demo_db: str, tmp_path: Path) ->
 
 def test_a_full_queue_answers_503_and_records_nothing(db_url: str, tmp_path: Path, idle_broker: str) -> None:
     """Capacity 4, no worker (nothing is claimed), ten tenants submitting at once: 4 × 202 and
-    6 × 503 with Retry-After; the run history holds exactly the four accepted runs, all queued."""
+    6 × 503 with Retry-After; the run history holds exactly the four accepted runs, all queued.
+    Cancelling one of them ends it at once ("cancelled before it started") and makes room."""
     init_schema(open_database(db_url))
     tenants = tuple(f"t{i}" for i in range(10))
     for seed, tenant in enumerate(tenants, start=20):
@@ -109,12 +110,24 @@ def test_a_full_queue_answers_503_and_records_nothing(db_url: str, tmp_path: Pat
         with srv.client("t0") as api:
             status = api.get("/status").json()
         assert status["queue_depth"] == 4 and status["queue_capacity"] == 4 and status["executor"] == "celery"
-        # room again once a queued run is cancelled
-        refused = next(t for t, r in by_tenant.items() if r.status_code == 503)
+
+        # a queued run (no executor claimed it) cancelled ends Cancelled at once, and makes room
         owner = next(t for t, r in by_tenant.items() if r.status_code == 202)
+        queued_id = by_tenant[owner].json()["run_id"]
         with srv.client(owner) as api:
-            assert api.post(f"/runs/{by_tenant[owner].json()['run_id']}/cancel").json()["status"] == "Cancelled"
+            queued = api.get(f"/runs/{queued_id}").json()
+            assert queued["status"] == "Pending" and queued["pid"] is None and queued["started_at"] is None
+            cancel = api.post(f"/runs/{queued_id}/cancel")
+            assert cancel.status_code == 202, cancel.text
+            body = cancel.json()
+            assert body["status"] == "Cancelled" and body["failure_message"] == "cancelled before it started"
+            assert body["completed_at"] is not None and body["started_at"] is None and body["pid"] is None
+            assert api.get(f"/runs/{queued_id}").json()["status"] == "Cancelled"
+            assert problem(api.post(f"/runs/{queued_id}/cancel"), 409)["run_status"] == "Cancelled"
+            assert api.get("/status").json()["queue_depth"] == 3
+        refused = next(t for t, r in by_tenant.items() if r.status_code == 503)
         with srv.client(refused) as api:
             assert api.post("/run", json=RUN).status_code == 202
+            assert problem(api.post("/run", json=RUN), 409)  # BR-8 before the queue is looked at
     finally:
         srv.stop()
