@@ -83,21 +83,25 @@ def create_run(engine: sa.Engine, tenant: str, scoring: str, options: dict[str, 
     restart loses nothing. `before_insert(conn)` runs in the insert's transaction (the service's
     queue-capacity check)."""
     run_id = str(uuid.uuid4())
-    now = utcnow()
-    try:
-        with engine.begin() as conn:
-            if before_insert is not None:
-                before_insert(conn)
-            conn.execute(H.insert().values(
-                run_id=run_id, tenant_id=tenant, status="Pending", scoring=scoring,
-                requested_by=requested_by or default_requester(),
-                options_json=json.dumps(options, default=str), created_at=now, heartbeat_at=now,
-                input_loan_ids_json=json.dumps(loan_ids) if loan_ids is not None else None,
-                pid=None if queued else os.getpid(), host=None if queued else _host(),
-            ))
-    except sa.exc.IntegrityError:
-        active = active_run(engine, tenant)
-        raise ActiveRunConflict(tenant, active) from None
+    for attempt in range(3):
+        now = utcnow()
+        try:
+            with engine.begin() as conn:
+                if before_insert is not None:
+                    before_insert(conn)
+                conn.execute(H.insert().values(
+                    run_id=run_id, tenant_id=tenant, status="Pending", scoring=scoring,
+                    requested_by=requested_by or default_requester(),
+                    options_json=json.dumps(options, default=str), created_at=now, heartbeat_at=now,
+                    input_loan_ids_json=json.dumps(loan_ids) if loan_ids is not None else None,
+                    pid=None if queued else os.getpid(), host=None if queued else _host(),
+                ))
+            break
+        except sa.exc.IntegrityError:
+            active = active_run(engine, tenant)
+            if active is None and attempt < 2:  # it ended between the insert and this read: no conflict now
+                continue
+            raise ActiveRunConflict(tenant, active) from None
     write_log(engine, run_id, tenant, "run", "status", "run queued (Pending)" if queued else "run requested (Pending)",
               details=options)
     return run_id
