@@ -156,7 +156,8 @@ def _all_ended(engine: sa.Engine, run_ids: list[str], timeout: float) -> dict[st
     try:
         return wait_for(ended, timeout=timeout, every=0.1)
     except AssertionError:
-        statuses = {k: v["status"] for k, v in _runs(engine, run_ids).items()}
+        statuses = {k: f"{v['status']} step {v['current_step']} pid {v['pid']}"
+                    for k, v in _runs(engine, run_ids).items()}
         raise AssertionError(f"runs not ended in {timeout}s: {statuses}") from None
 
 
@@ -232,7 +233,10 @@ def test_two_replicas_two_workers(db_url: str, broker: tuple[str, redis.Redis], 
         waiting = TENANTS[::-1]  # the last tenant's first run is still queued: a 409 at once
         deadline = time.monotonic() + 60
         while waiting:  # a 409 (the tenant's run is still active): wait and retry
-            assert time.monotonic() < deadline, f"second runs not accepted for {waiting}"
+            if time.monotonic() > deadline:
+                firsts = _runs(engine, [accepted[t][0] for t in waiting])
+                raise AssertionError("second runs not accepted; the first runs: " + "; ".join(
+                    f"{r['tenant_id']} {r['status']} step {r['current_step']} pid {r['pid']}" for r in firsts.values()))
             waiting = [t for t in waiting if submit(t).status_code != 202]
             if waiting:
                 time.sleep(0.1)

@@ -90,8 +90,9 @@ class Worker:
         self.kill()
 
 
-def stop_all(*procs: Server | Worker, worker_timeout: float = 20.0) -> None:
-    """Stop servers and workers with overlapping shutdowns; any that does not stop is killed.
+def stop_all(*procs: Server | Worker, worker_timeout: float = 20.0, server_timeout: float = 20.0) -> None:
+    """Stop servers and workers with overlapping shutdowns (SIGTERM to all, then wait for each);
+    any still running after its timeout is killed.
 
     A worker whose pool process finished a task just as the warm shutdown began can wait 30 s
     (billiard's child waits for the parent to read its last result, which it no longer does):
@@ -99,12 +100,13 @@ def stop_all(*procs: Server | Worker, worker_timeout: float = 20.0) -> None:
     for proc in procs:
         if isinstance(proc, Worker):
             proc.terminate()
+        elif proc.proc and proc.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.proc.pid, signal.SIGTERM)
     for proc in procs:
-        try:
-            if isinstance(proc, Worker):
-                proc.stop(worker_timeout)
-            else:
-                proc.stop()
-        except Exception:  # the others must still be stopped
-            with contextlib.suppress(Exception):
-                proc.kill()
+        if proc.proc is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.proc.wait(timeout=worker_timeout if isinstance(proc, Worker) else server_timeout)
+        with contextlib.suppress(Exception):  # the others must still be stopped
+            proc.kill()  # still running; for a worker, also pool processes left behind
