@@ -34,6 +34,7 @@ from . import runs
 from .context import RunContext, utcnow
 from .inputs import check_inputs, check_loan_ids, load_inputs
 from .market import check_business_date
+from .schema import ACTIVE_STATUSES
 from .solver import DEFAULT_STRATEGY, STRATEGIES
 from .steps import STEPS
 
@@ -150,7 +151,12 @@ def _execute(engine: sa.Engine, run_id: str, options: RunOptions, progress: Prog
             raise tracker.cancelled() from None
         except Exception as exc:
             raise tracker.failed(exc) from exc
-    tracker.complete(options.strategy)
+    try:
+        tracker.complete(options.strategy)
+    except Exception as exc:  # recording the end failed: never leave the run active (it would block BR-8)
+        if runs.get_run(engine, run_id)["status"] in ACTIVE_STATUSES:
+            raise tracker.failed(exc) from exc
+        raise
     removed = runs.apply_retention(engine, options.tenant, options.keep_runs)
     if removed:
         progress(f"  retention: removed the output of {len(removed)} old run(s) (their history and log stay), "

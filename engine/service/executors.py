@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pfill.config import env_seconds
 from pfill.errors import PfillError
 
-from .. import runs
+from .. import runs, schema
 from ..context import utcnow
 from ..pipeline import execute_queued
 
@@ -61,8 +61,21 @@ def execute_logged(engine: sa.Engine, run_id: str, worker: str) -> None:
             log.info("run %s %s", run_id, result["status"])
     except PfillError as exc:
         log.warning("run %s: %s", run_id, exc)
-    except Exception:  # a bug must not kill the executor thread
+    except Exception as exc:  # a bug must not kill the executor thread, nor leave the run active
         log.exception("run %s failed unexpectedly", run_id)
+        _fail_if_still_ours(engine, run_id, exc)
+
+
+def _fail_if_still_ours(engine: sa.Engine, run_id: str, exc: Exception) -> None:
+    """A run this process claimed and could not finish is failed here: the sweep would take it for
+    alive as long as this process lives."""
+    try:
+        run = runs.get_run(engine, run_id)
+        if run["status"] in schema.ACTIVE_STATUSES and run["pid"] == os.getpid():
+            runs.finish_run(engine, run_id, run["tenant_id"], "Failed", failure_step=run["current_step"],
+                            failure_message=f"abandoned: the executor could not finish it ({type(exc).__name__})")
+    except Exception:  # the database is gone too: the next start's sweep fails it
+        log.exception("run %s could not be marked Failed", run_id)
 
 
 class Executor(Protocol):

@@ -152,3 +152,39 @@ def test_retention_keeps_last_k_runs_output_and_every_runs_forensics(demo_db: st
     assert runs.get_run(engine, ids[0])["output_removed_at"] == removed_at
     assert runs.apply_retention(engine, "demo", 1) == []
     assert _count(demo_db, schema.pfill_pool_guide, ids[2]) > 0
+
+
+def test_a_run_whose_end_cannot_be_recorded_is_failed_not_left_active(demo_db: str, monkeypatch) -> None:
+    """Recording Complete fails (injected): the run must end Failed, or BR-8 would block the tenant
+    for as long as the process that ran it lives (a server, a worker)."""
+    from pfill.engine import pipeline
+
+    def broken(self: object, strategy: str) -> None:
+        raise sa.exc.OperationalError("UPDATE pfill_run_history", {}, Exception("connection reset"))
+
+    monkeypatch.setattr(pipeline._Tracker, "complete", broken)
+    engine = open_database(demo_db)
+    with pytest.raises(RunFailed, match="connection reset"):
+        execute_run(engine, OPTIONS)
+    run = runs.latest_run(engine, "demo")
+    assert run["status"] == "Failed" and run["failure_step"] == "finish"
+    assert runs.active_run(engine, "demo") is None
+
+
+def test_an_executor_that_cannot_finish_a_claimed_run_fails_it(demo_db: str, monkeypatch) -> None:
+    """A bug past the claim (injected) in the service's executor: the run is failed by the executor,
+    since the sweep takes a run of a live process for alive."""
+    from pfill.engine.pipeline import submit_run
+    from pfill.engine.service import executors
+
+    engine = open_database(demo_db)
+    run_id = submit_run(engine, OPTIONS, queued=True)
+
+    def claim_then_crash(engine: sa.Engine, run_id: str, worker: str) -> None:
+        assert runs.claim_run(engine, run_id, worker)
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(executors, "execute_queued", claim_then_crash)
+    executors.execute_logged(engine, run_id, "test-worker")
+    run = runs.get_run(engine, run_id)
+    assert run["status"] == "Failed" and run["failure_message"].startswith("abandoned: the executor could not finish")
