@@ -37,6 +37,7 @@ from .. import runs, schema
 from .problems import Problem
 
 DEFAULT_PAGE, MAX_PAGE = 1_000, 10_000
+CSV_CHUNK_ROWS = 1_000  # rows per chunk of a CSV export
 # API filter -> the report column it narrows (a report takes the filters whose column it has)
 FILTERS = {"trade": "trade_id", "pool": "pool_id", "pool_action": "pool_action", "row_type": "row_type",
            "loan": "loan_id"}
@@ -219,8 +220,10 @@ def _csv_chunks(engine: sa.Engine, sql: str, binds: dict[str, Any], query: Query
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(query.column_names)
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=1000).execute(sa.text(sql), binds)
-        for partition in result.partitions():
+        # a server-side cursor, read CSV_CHUNK_ROWS at a time: the size goes to partitions() itself, as
+        # SQLAlchemy ignores the yield_per execution option for text() (partitions() then read it all)
+        result = conn.execution_options(stream_results=True).execute(sa.text(sql), binds)
+        for partition in result.partitions(CSV_CHUNK_ROWS):
             writer.writerows([None if v is None else _csv_value(f(v)) for f, v in zip(convert, row, strict=True)]
                              for row in partition)
             yield buffer.getvalue().encode()
