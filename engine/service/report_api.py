@@ -2,7 +2,12 @@
 
 Each answers a page of JSON ({run_id, status, completed_at, is_latest, note, columns, rows, next}),
 or with `Accept: text/csv` the whole report streamed. Rows carry the columns the query's yaml
-declares, with their types; each report's page has its own model in the OpenAPI schema."""
+declares, with their types; each report's page has its own model in the OpenAPI schema.
+
+Paging: `next` (and the Link header) continues the same listing. A run's pages stay on that run: the
+Link names the run itself, and `latest` with a cursor answers the cursor's run, even when a newer run
+completed in between (its rows never change, so an offset is exact). The overview pages by keyset on
+(created_at, run_id), newest first: runs added or purged between pages shift no page."""
 
 import inspect
 import json
@@ -67,10 +72,21 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _next_link(request: Request, cursor: str | None) -> dict[str, str]:
+def _next_link(request: Request, cursor: str | None, run_id: str | None = None) -> dict[str, str]:
+    """The Link header of the next page: this URL with the cursor, naming the run itself (not `latest`)."""
     if cursor is None:
         return {}
-    return {"Link": f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'}
+    url = request.url
+    if run_id is not None and request.path_params.get("run_id") == "latest":
+        url = url.replace(path=url.path.replace("/runs/latest/", f"/runs/{run_id}/", 1))
+    return {"Link": f'<{url.include_query_params(cursor=cursor)}>; rel="next"'}
+
+
+def _pinned(run_id: str, cursor: str | None, report: str) -> str:
+    """`latest` with a cursor answers the run the cursor was given out for (a page of one listing)."""
+    if run_id == "latest" and cursor:
+        return reports.cursor_run(cursor, report) or run_id
+    return run_id
 
 
 def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
@@ -92,9 +108,10 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
         params = {"tenant": tenant}
         if _wants_csv(request):
             return _csv(engine, overview, params, {}, run_bound=False, name="run_overview")
-        offset = reports.decode_cursor(cursor, overview.name, tenant) if cursor else 0
-        rows, more = reports.fetch_page(engine, overview, params, {}, limit, offset, run_bound=False)
-        next_cursor = reports.encode_cursor(overview.name, tenant, offset + limit) if more else None
+        # keyset paging (newest first): runs added or purged between pages shift no page
+        after = reports.decode_after(cursor, overview, tenant) if cursor else None
+        rows, more = reports.fetch_page(engine, overview, params, {}, limit, 0, run_bound=False, after=after)
+        next_cursor = reports.encode_cursor(overview.name, tenant, reports.key_of(overview, rows[-1])) if more else None
         return _json({"columns": _columns(overview), "rows": rows, "next": next_cursor},
                      _next_link(request, next_cursor))
 
@@ -115,7 +132,7 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
     def run_log(tenant: Tenant, run_id: str, request: Request, limit: Limit = reports.DEFAULT_PAGE,
                 cursor: Cursor = None) -> Response:
         engine = engine_of(request)
-        view = reports.resolve(engine, tenant, run_id, kept=True)
+        view = reports.resolve(engine, tenant, _pinned(run_id, cursor, "log"), kept=True)
         real_id = view.run["run_id"]
         offset = reports.decode_cursor(cursor, "log", real_id) if cursor else 0
         query = (sa.select(LOG.c.log_id, LOG.c.logged_at, LOG.c.step, LOG.c.level, LOG.c.event, LOG.c.message,
@@ -128,7 +145,7 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
         next_cursor = reports.encode_cursor("log", real_id, offset + limit) if len(found) > limit else None
         body = {**view.header(), "note": None, "columns": [c.__dict__ for c in log_columns], "rows": rows,
                 "next": next_cursor}
-        return _json(body, _next_link(request, next_cursor))
+        return _json(body, _next_link(request, next_cursor, real_id))
 
     return router
 
@@ -152,7 +169,7 @@ def _add_report(router: APIRouter, report: reports.Report, query: catalog.Query,
     def endpoint(tenant: str, run_id: str, request: Request, limit: int = reports.DEFAULT_PAGE,
                  cursor: str | None = None, **given: str | None) -> Response:
         engine = engine_of(request)
-        view = reports.resolve(engine, tenant, run_id, kept=report.kept)
+        view = reports.resolve(engine, tenant, _pinned(run_id, cursor, query.name), kept=report.kept)
         real_id = view.run["run_id"]
         chosen = {filters[api]: value for api, value in given.items() if value is not None}
         params = {"tenant": tenant, "run_id": real_id}
@@ -165,7 +182,7 @@ def _add_report(router: APIRouter, report: reports.Report, query: catalog.Query,
                                                                         run_bound=True)
         next_cursor = reports.encode_cursor(query.name, real_id, offset + limit) if more else None
         body = {**view.header(), "columns": _columns(query), "rows": rows, "next": next_cursor}
-        return _json(body, _next_link(request, next_cursor))
+        return _json(body, _next_link(request, next_cursor, real_id))
 
     P = inspect.Parameter
     endpoint.__signature__ = inspect.Signature([  # type: ignore[attr-defined]

@@ -119,17 +119,20 @@ def resolve(engine: sa.Engine, tenant: str, run_id: str, kept: bool = False) -> 
 # -- SQL --------------------------------------------------------------------------------------------
 
 def report_sql(query: Query, dialect: str, *, tenant: str, run_id: str | None, filters: dict[str, Any],
-               page: tuple[int, int] | None) -> str:
+               page: tuple[int, int] | None, after: bool = False) -> str:
     """The query with the run and tenant bound, the filters (`:f_<column>`), the key order and a page
     (limit, offset): SQL for sa.text with every value a bind parameter. The SQL has `:tenant` and
     `:run_id` (run_id None: the query is not run-bound); their values still reach the template
-    (`tenant.value`), which may write them into text, e.g. the overview's links to the dashboards."""
+    (`tenant.value`), which may write them into text, e.g. the overview's links to the dashboards.
+    after=True: only the rows after the one whose key is `:k_<column>`... (keyset paging)."""
     inner = query.render(dialect, tenant=tenant, run_id=run_id, bind=True)
 
     def outer(sub: exp.Subquery) -> exp.Expression:
         select = exp.select("*").from_(sub)
         for column in filters:
             select = select.where(exp.column(column, table="q").eq(exp.Placeholder(this=f"f_{column}")))
+        if after:
+            select = select.where(_after_key(query))
         for key in query.key:
             select = select.order_by(exp.Ordered(this=exp.column(key.removeprefix("-"), table="q"),
                                                  desc=key.startswith("-")))
@@ -140,8 +143,22 @@ def report_sql(query: Query, dialect: str, *, tenant: str, run_id: str | None, f
     return _text_binds(wrap(inner, dialect, outer))
 
 
+def _after_key(query: Query) -> exp.Expression:
+    """Rows after the key (:k_<column>, ...) in the key order: (a > :k_a) OR (a = :k_a AND b > :k_b)...,
+    `<` for a descending column. For keys that are never NULL (the overview's created_at, run_id)."""
+    terms: list[exp.Expression] = []
+    for index, item in enumerate(query.key):
+        equal = [exp.column(k.removeprefix("-"), table="q").eq(exp.Placeholder(this=f"k_{k.removeprefix('-')}"))
+                 for k in query.key[:index]]
+        name = item.removeprefix("-")
+        column, value = exp.column(name, table="q"), exp.Placeholder(this=f"k_{name}")
+        beyond = (exp.LT if item.startswith("-") else exp.GT)(this=column, expression=value)
+        terms.append(exp.and_(*equal, beyond))
+    return exp.or_(*terms)
+
+
 _PYFORMAT = re.compile(r"%\((\w+)\)s")  # sqlglot writes PostgreSQL placeholders as %(name)s
-_OUR_BINDS = re.compile(r"\\:(tenant|run_id|f_\w+)\b")
+_OUR_BINDS = re.compile(r"\\:(tenant|run_id|f_\w+|k_\w+)\b")
 
 
 def _text_binds(sql: str) -> str:
@@ -178,29 +195,87 @@ def as_records(query: Query, rows: list[sa.Row[Any]]) -> list[dict[str, Any]]:
     return [{n: (None if v is None else f(v)) for n, f, v in zip(names, convert, row, strict=True)} for row in rows]
 
 
-def encode_cursor(report: str, run_id: str, offset: int) -> str:
-    raw = json.dumps([report, run_id, offset]).encode()
+def encode_cursor(report: str, owner: str, position: int | list[Any]) -> str:
+    """An opaque cursor: the report, its run (the tenant for the overview), and where the next page
+    starts: an offset, or the key of the last row given (keyset paging)."""
+    raw = json.dumps([report, owner, position]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, report: str, run_id: str) -> int:
+def _decode(cursor: str) -> list[Any]:
     try:
-        got_report, got_run, offset = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor: not a cursor this service gave out", field="cursor") from None
-    if got_report != report or got_run != run_id or not isinstance(offset, int) or offset < 0:
-        raise Problem(400, f"cursor: it belongs to another report or run than {report} of {run_id}", field="cursor")
+        decoded = None
+    if not isinstance(decoded, list) or len(decoded) != 3:
+        raise Problem(400, "cursor: not a cursor this service gave out", field="cursor")
+    return decoded
+
+
+def _not_ours(report: str, owner: str) -> Problem:
+    return Problem(400, f"cursor: it belongs to another report or run than {report} of {owner}", field="cursor")
+
+
+def decode_cursor(cursor: str, report: str, run_id: str) -> int:
+    """The offset an offset cursor of this report and run holds (else 400)."""
+    got_report, got_run, offset = _decode(cursor)
+    if got_report != report or got_run != run_id or type(offset) is not int or offset < 0:
+        raise _not_ours(report, run_id)
     return offset
 
 
+def cursor_run(cursor: str, report: str) -> str | None:
+    """The run a cursor of this report was given out for; None when it is not one (decode_cursor says
+    why). `latest` with a cursor answers that run: the pages of one listing stay on one run even when
+    a newer run completes between them."""
+    try:
+        got_report, got_run, _ = _decode(cursor)
+    except Problem:
+        return None
+    return got_run if got_report == report and isinstance(got_run, str) else None
+
+
+def decode_after(cursor: str, query: Query, owner: str) -> dict[str, Any]:
+    """The key (column -> value, timestamps as datetimes) a keyset cursor of this query holds (else 400)."""
+    got_report, got_owner, values = _decode(cursor)
+    names = [k.removeprefix("-") for k in query.key]
+    if got_report != query.name or got_owner != owner or not isinstance(values, list) or len(values) != len(names):
+        raise _not_ours(query.name, owner)
+    types = {c.name: c.type for c in query.columns}
+    after: dict[str, Any] = {}
+    for name, value in zip(names, values, strict=True):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _not_ours(query.name, owner)
+        if types[name] == "datetime":
+            try:
+                value = datetime.fromisoformat(str(value).removesuffix("Z"))
+            except ValueError:
+                raise _not_ours(query.name, owner) from None
+        after[name] = value
+    return after
+
+
+def key_of(query: Query, record: dict[str, Any]) -> list[Any]:
+    """The key of a row (as JSON types): what a keyset cursor holds."""
+    return [record[k.removeprefix("-")] for k in query.key]
+
+
 def fetch_page(engine: sa.Engine, query: Query, params: dict[str, Any], filters: dict[str, Any],
-               limit: int, offset: int, run_bound: bool) -> tuple[list[dict[str, Any]], bool]:
-    """One page of the report's rows (as declared JSON types), and whether more follow."""
+               limit: int, offset: int, run_bound: bool,
+               after: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the report's rows (as declared JSON types), and whether more follow; `after`: the
+    rows after that key (keyset paging, from decode_after) instead of an offset."""
     sql = report_sql(query, engine.dialect.name, tenant=params["tenant"],
-                     run_id=params["run_id"] if run_bound else None, filters=filters, page=(limit + 1, offset))
-    binds = {**params, **{f"f_{c}": v for c, v in filters.items()}}
+                     run_id=params["run_id"] if run_bound else None, filters=filters, page=(limit + 1, offset),
+                     after=after is not None)
+    binds = {**params, **{f"f_{c}": v for c, v in filters.items()}, **{f"k_{c}": v for c, v in (after or {}).items()}}
+    statement = sa.text(sql)
+    if after:  # a timestamp bound as the column stores it (SQLite: text in SQLAlchemy's format)
+        types = {c.name: c.type for c in query.columns}
+        statement = statement.bindparams(*[sa.bindparam(f"k_{c}", type_=sa.DateTime()) for c in after
+                                           if types[c] == "datetime"])
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(sql), binds).all()
+        rows = conn.execute(statement, binds).all()
     return as_records(query, rows[:limit]), len(rows) > limit
 
 
