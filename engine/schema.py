@@ -269,31 +269,60 @@ sa.Index(
 )
 sa.Index("ix_pfill_run_history_tenant_created", pfill_run_history.c.tenant_id, pfill_run_history.c.created_at)
 
-pfill_loan2trade_candy_level_01 = sa.Table(
-    "pfill_loan2trade_candy_level_01",
+# Candidates (revision 0003): every eligible loan x trade pair of a run, stored as its options (a loan and
+# a trade group: a few per loan) and the run's trade groups (trade -> group), never pair by pair (a
+# 100k-loan book has millions of pairs). A pair is an option and one trade of its group, scored
+# option score + trade price; queries/pool_candidates.sql.j2 expands and ranks them.
+pfill_candidate_options = sa.Table(
+    "pfill_candidate_options",
     metadata,
     _run(),
     _tenant(),
     _id("loan_id", nullable=False),
+    sa.Column("trade_group", sa.Integer, nullable=False,
+              comment="Trade group (pfill_trade_groups): the option's pairs are the group's trades"),
+    sa.Column("upb", sa.Float),
+    sa.Column("note_rate", sa.Float),
+    sa.Column("payup", sa.Float, comment="Pay-up for this loan in the group's instrument, points"),
+    sa.Column("carry", sa.Float, comment="Carry to the group's settlement, points"),
+    sa.Column("score", sa.Float,
+              comment="The loan's part of a pair's score, points: payup (+carry with price_carry); "
+                      "a pair adds its trade's price"),
+    sa.Column("pair_count", sa.Integer, nullable=False, comment="The option's pairs: trades in its group"),
+    sa.Column("best_pair_score", sa.Float, comment="score + the group's highest price: the option's best pair"),
+    sa.Column("worst_pair_score", sa.Float, comment="score + the group's lowest price: the option's worst pair"),
+    sa.Column("loan_pair_count", sa.Integer, nullable=False, comment="Eligible pairs of the loan (all its options)"),
+    _id("chosen_trade_id", nullable=True, comment="Trade the allocation chose for the loan (NULL: none)"),
+    sa.Column("chosen_score", sa.Float, comment="Score of the chosen pair (NULL: none)"),
+    sa.PrimaryKeyConstraint("run_id", "loan_id", "trade_group", name="pk_pfill_candidate_options"),
+    comment="Candidates: every eligible option (loan x trade group) of the run; its pairs are the group's trades",
+)
+sa.Index("ix_pfill_candidate_options_run_group", pfill_candidate_options.c.run_id,
+         pfill_candidate_options.c.trade_group)
+
+pfill_trade_groups = sa.Table(
+    "pfill_trade_groups",
+    metadata,
+    _run(),
+    _tenant(),
     _id("trade_id", nullable=False),
+    sa.Column("trade_group", sa.Integer, nullable=False,
+              comment="Trades of one instrument, coupon and settlement date: the same loans are eligible for them"),
+    sa.Column("trade_order", sa.Integer, nullable=False,
+              comment="Position of the trade in the run (by trade id): equal scores rank the lower first"),
+    sa.Column("group_rank", sa.Integer, nullable=False,
+              comment="Position in its group by price, best first (ties: trade_order)"),
     sa.Column("agency", sa.String(_CODE)),
     sa.Column("instrument", sa.String(_CODE)),
     sa.Column("coupon", sa.Float),
     sa.Column("settlement_date", sa.Date),
-    sa.Column("upb", sa.Float),
-    sa.Column("note_rate", sa.Float),
     sa.Column("price", sa.Float, comment="Trade price, points"),
-    sa.Column("payup", sa.Float, comment="Pay-up for this loan in this instrument, points"),
-    sa.Column("carry", sa.Float, comment="Carry to settlement, points"),
-    sa.Column("score", sa.Float, comment="Points the ranking uses: price+payup (+carry with price_carry)"),
-    sa.Column("value", sa.Float, comment="Dollar value of the placement: upb * score / 100"),
-    sa.Column("rank", sa.Integer, comment="1 = the loan's best option by score"),
-    sa.Column("chosen", sa.Boolean, nullable=False, comment="The allocation picked this pair"),
-    sa.PrimaryKeyConstraint("run_id", "loan_id", "trade_id", name="pk_pfill_candy"),
-    comment="Candidates: eligible loan x trade pairs (the best few per loan, plus the chosen one)",
+    sa.PrimaryKeyConstraint("run_id", "trade_id", name="pk_pfill_trade_groups"),
+    comment="The run's open trades by candidate group (a pair's score is its option's score + the trade's price)",
 )
-sa.Index("ix_pfill_candy_run_trade", pfill_loan2trade_candy_level_01.c.run_id,
-         pfill_loan2trade_candy_level_01.c.trade_id)
+# covers the report's count of an option's pairs that beat a given one (an index-only scan per option)
+sa.Index("ix_pfill_trade_groups_run_group", pfill_trade_groups.c.run_id, pfill_trade_groups.c.trade_group,
+         pfill_trade_groups.c.price, pfill_trade_groups.c.trade_order)
 
 pfill_trade_base = sa.Table(
     "pfill_trade_base",
@@ -499,7 +528,7 @@ sa.Index("ix_pfill_powerfill_log_run", pfill_powerfill_log.c.run_id, pfill_power
 # BR-9: what a Failed or Cancelled run loses (user-facing) and keeps (forensics). Retention removes the
 # user-facing rows of old runs too and keeps the rest; only `pfill runs purge` deletes a run entirely.
 USER_FACING_OUTPUTS = (
-    pfill_loan2trade_candy_level_01, pfill_trade_base, pfill_powerfill_guide, pfill_kickouts,
+    pfill_candidate_options, pfill_trade_groups, pfill_trade_base, pfill_powerfill_guide, pfill_kickouts,
     pfill_cash_market_map, pfill_pool_guide,
 )
 FORENSIC_OUTPUTS = (

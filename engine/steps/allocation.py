@@ -1,8 +1,8 @@
 """Step 4, allocation: fill trades from the candidates, per constraint stage, with a swappable strategy.
 
 In:  ctx.cash, ctx.pricing, ctx.candidates, pfill_constraints.  Out (tables, one writer each):
-pfill_powerfill_guide, pfill_loan2trade_candy_level_01 (best few per loan + the chosen pair),
-pfill_trade_base, pfill_cash_market_map (every loan no trade took, slot fields NULL where no cell fits),
+pfill_powerfill_guide, pfill_trade_groups + pfill_candidate_options (every eligible option, the chosen
+pair), pfill_trade_base, pfill_cash_market_map (every loan no trade took, slot fields NULL where no cell fits),
 pfill_kickouts (no trade and no cash cell).  Out: ctx.allocation (state.Allocation: per loan its trade,
 target pool, cash or kicked out, and why).
 """
@@ -72,7 +72,7 @@ def run(ctx: RunContext) -> None:
     placement = place(ctx, problem, result, top)
     write_guide(ctx, placement, result)
     ctx.checkpoint()
-    write_candidates(ctx, problem, result, top, placement.loan_rank)
+    write_candidates(ctx, problem, result)
     ctx.checkpoint()
     write_trade_base(ctx, placement, result, problem.trade_stage)
     ctx.allocation = outcome(ctx, result, placement)
@@ -157,33 +157,42 @@ def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> Non
     })
 
 
-def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult, top: TopPairs,
-                     loan_rank: np.ndarray) -> None:
-    """pfill_loan2trade_candy_level_01: the best few pairs of each loan (by score), and the chosen one."""
+def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> None:
+    """Every eligible pair of the run, as the candidate step holds them: pfill_trade_groups (each trade's
+    group, price and order) and pfill_candidate_options (each option, with the loan's pair count and the
+    chosen pair). Never pair by pair: the report expands and ranks the pairs (pool_candidates)."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand = required(ctx.candidates, "candidates")
-    cl, ct, rank = top
-    chosen = result.loan_chosen[cl] & (result.loan_trade[cl] == ct)
-    # chosen pairs beyond the best few: one more row each, with their own rank
-    extra = np.setdiff1d(np.flatnonzero(result.loan_chosen), cl[chosen], assume_unique=True)
-    if len(extra):
-        cl, ct = np.r_[cl, extra], np.r_[ct, result.loan_trade[extra]]
-        rank = np.r_[rank, loan_rank[extra]]
-        chosen = np.r_[chosen, np.ones(len(extra), dtype=bool)]
-    order = np.lexsort((ct, cl))  # the table's key order (loan id, trade id): cheaper index inserts
-    cl, ct, rank, chosen = cl[order], ct[order], rank[order], chosen[order]
-    opt = problem.option_of(cl, ct)
-    price = trades["price"][ct]
-    score = cand.score[opt] + price
-    ctx.write(schema.pfill_loan2trade_candy_level_01, {
-        "loan_id": loans["loan_id"][cl], "trade_id": trades["trade_id"][ct], "agency": trades["agency"][ct],
-        "instrument": trades["instrument"][ct], "coupon": trades["coupon"][ct],
-        "settlement_date": trades["settlement_date"][ct], "upb": loans["upb"][cl],
-        "note_rate": loans["note_rate"][cl], "price": price, "payup": cand.payup[opt],
-        "carry": cand.carry[opt], "score": score,
-        "value": np.round(loans["upb"][cl] * score / 100.0, 2),
-        "rank": rank, "chosen": chosen,
+    m = ctx.inputs.n_trades
+    start, by_group = problem.group_trades()  # each group's trades, best price first (ties: trade index)
+    group_rank = np.empty(m, dtype=np.int64)
+    group_rank[by_group] = np.arange(m) - np.repeat(start[:-1], np.diff(start)) + 1
+    ctx.write(schema.pfill_trade_groups, {
+        "trade_id": trades["trade_id"], "trade_group": cand.trade_group, "trade_order": np.arange(1, m + 1),
+        "group_rank": group_rank, "agency": trades["agency"], "instrument": trades["instrument"],
+        "coupon": trades["coupon"], "settlement_date": trades["settlement_date"], "price": trades["price"],
+    })
+    ctx.checkpoint()
+    n = ctx.inputs.n_loans
+    size = problem.group_size()[cand.group]
+    loan_pairs = np.bincount(cand.loan, weights=size, minlength=n).astype(np.int64)
+    # each option's best and worst pair score (its group's highest and lowest price): the report counts
+    # the pairs of an option that beat a given pair without reading the option's trades, unless the
+    # pair's score falls between the two
+    best = trades["price"][by_group[start[:-1]]][cand.group]
+    worst = trades["price"][by_group[start[1:] - 1]][cand.group]
+    chosen = np.flatnonzero(result.loan_chosen & (result.loan_trade >= 0))
+    chosen_trade = np.full(n, None, dtype=object)
+    chosen_trade[chosen] = trades["trade_id"][result.loan_trade[chosen]]
+    chosen_score = np.full(n, np.nan)
+    chosen_score[chosen] = problem.pair_score(chosen, result.loan_trade[chosen])
+    ol = cand.loan  # options are sorted by loan, then group: the table's key order
+    ctx.write(schema.pfill_candidate_options, {
+        "loan_id": loans["loan_id"][ol], "trade_group": cand.group, "upb": loans["upb"][ol],
+        "note_rate": loans["note_rate"][ol], "payup": cand.payup, "carry": cand.carry, "score": cand.score,
+        "pair_count": size, "best_pair_score": cand.score + best, "worst_pair_score": cand.score + worst,
+        "loan_pair_count": loan_pairs[ol], "chosen_trade_id": chosen_trade[ol], "chosen_score": chosen_score[ol],
     })
 
 

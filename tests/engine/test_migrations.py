@@ -1,8 +1,10 @@
 """The versioned engine schema (Alembic): the revisions build exactly engine/schema.py; a database from
 before versioning is recognised, completed and stamped by `pfill db upgrade`; a database at r0001 with
-runs is upgraded to r0002 keeping its rows; reads never change a
-schema and name the command that fixes it; `pfill db upgrade --sql` renders SQL Server DDL without a
-connection. On SQLite and PostgreSQL (the `db_url` fixture)."""
+runs is upgraded to head keeping its rows; r0003 replaces the candidate rows with the candidate options
+and trade groups (and back); reads never change a schema and name the command that fixes it; `pfill db
+upgrade --sql` renders SQL Server DDL without a connection. On SQLite and PostgreSQL (the `db_url` fixture).
+
+HEAD is the packaged head revision; the test-only revision is numbered after it (NEXT)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ OPTIMISER_COLUMNS = ("strategy", "objective_value", "lp_bound", "gap_pct", "solv
 READS = (["runs", "list"], ["runs", "show", "latest"], ["runs", "latest"])
 WRITES = (["run", "--as-of", AS_OF.isoformat()], ["demo-data", "--loans", "50", "--trades", "3"],
           ["runs", "reconcile"])
+HEAD, HEAD_LABEL = "0003", "0003 (candidate options)"
+NEXT = f"{int(HEAD) + 1:04d}"
+ALL = [f"{n:04d}" for n in range(1, int(HEAD) + 1)]
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +69,14 @@ def _legacy(engine: sa.Engine, *, before_optimiser: bool = False) -> None:
 def test_the_revisions_build_exactly_the_model(db_url: str) -> None:
     engine = open_database(db_url)
     assert db.schema_state(engine).status == "absent"
-    assert db.create_schema(engine) == [f"created at {db.head()} (output_removed_at)"]
+    assert db.head() == HEAD  # a new packaged revision: move HEAD and HEAD_LABEL on
+    assert db.create_schema(engine) == [f"created at {HEAD_LABEL}"]
     assert db.create_schema(engine) == [] and db.upgrade_schema(engine) == []
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
     assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.head, state.pending) == ("current", "0002", db.head(), [])
+    assert (state.status, state.current, state.head, state.pending) == ("current", HEAD, HEAD, [])
     assert set(_tables(engine)) == {t.name for t in schema.metadata.sorted_tables} | {db.VERSION_TABLE}
 
 
@@ -81,7 +87,7 @@ def test_an_unversioned_database_is_recognised_completed_and_stamped(db_url: str
     demo_data.replace_tenant_inputs(engine, "demo", demo_data.generate(120, 4, seed=3, as_of=AS_OF))
     untouched = _tables(engine)
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.pending) == ("unversioned", None, ["0001", "0002"])
+    assert (state.status, state.current, state.pending) == ("unversioned", None, ALL)
 
     # reads refuse without changing anything; so do writes
     for args in (*READS, *WRITES):
@@ -97,8 +103,8 @@ def test_an_unversioned_database_is_recognised_completed_and_stamped(db_url: str
     added = [f"unversioned schema: added column pfill_run_history.{c}" for c in OPTIMISER_COLUMNS]
     added += ["unversioned schema: created index ix_pfill_pool_guide_run_pool"]
     assert ("added column" in err) == before_optimiser and all(line in err for line in added if before_optimiser)
-    assert "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0002 (output_removed_at)" in err, err
-    assert "schema at 0002 (output_removed_at), the head" in err
+    assert "stamped 0001 (baseline)" in err and f"upgraded 0001 -> {HEAD_LABEL}" in err, err
+    assert f"schema at {HEAD_LABEL}, the head" in err
     assert db.schema_state(engine).status == "current"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM loan")).scalar() == 120  # nothing lost
@@ -128,9 +134,9 @@ def test_reads_on_a_database_without_the_schema(db_url: str, tmp_path: Path) -> 
     assert code == 0 and db.schema_state(engine).status == "current" and "other_app" in _tables(engine)
 
 
-# -- a database at r0001 with runs, upgraded to r0002 -------------------------------------------------------
+# -- a database at r0001 with runs, upgraded to head ---------------------------------------------------------
 
-def test_a_database_at_0001_with_a_run_upgrades_to_0002_keeping_its_rows(db_url: str) -> None:
+def test_a_database_at_0001_with_a_run_upgrades_to_head_keeping_its_rows(db_url: str) -> None:
     engine = open_database(db_url)
     with engine.begin() as conn:  # a database the previous pfill made and ran on
         db.command.upgrade(db.alembic_config(conn), "0001")
@@ -148,12 +154,12 @@ def test_a_database_at_0001_with_a_run_upgrades_to_0002_keeping_its_rows(db_url:
                                                pool_id="NEW-T1", upb=250_000.0))
             conn.execute(log.insert().values(run_id=run_id, tenant_id="demo", logged_at=datetime(2025, 3, 3, 9, n),
                                              level="INFO", step="run", event="status", message="run Complete"))
-    assert db.schema_state(engine).pending == ["0002"]
+    assert db.schema_state(engine).pending == ALL[1:]
     code, _, err = _pfill(db_url, "runs", "list")
-    assert code == 1 and "this pfill needs 0002 (output_removed_at)" in err, err
+    assert code == 1 and f"this pfill needs {HEAD_LABEL}" in err, err
 
     code, _, err = _pfill(db_url, "db", "upgrade")
-    assert code == 0 and "upgraded 0001 -> 0002 (output_removed_at)" in err, err
+    assert code == 0 and f"upgraded 0001 -> {HEAD_LABEL}" in err, err
     with engine.connect() as conn:
         rows = conn.execute(sa.select(schema.pfill_run_history.c.run_id, schema.pfill_run_history.c.status,
                                       schema.pfill_run_history.c.output_removed_at)
@@ -176,18 +182,58 @@ def test_a_database_at_0001_with_a_run_upgrades_to_0002_keeping_its_rows(db_url:
             assert sorted(conn.execute(sa.select(table.c.run_id)).scalars()) == left
 
 
+# -- r0003: the candidate rows become candidate options and trade groups ------------------------------------
+
+CANDY = "pfill_loan2trade_candy_level_01"
+
+
+def test_0003_replaces_the_candidate_rows_with_options_and_trade_groups_and_back(db_url: str) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:  # a database at 0002 with a run's rows, candidates among them
+        db.command.upgrade(db.alembic_config(conn), "0002")
+    baseline = db.baseline_metadata().tables
+    run_id = "00000000-0000-0000-0000-000000000003"
+    with engine.begin() as conn:
+        conn.execute(baseline["pfill_run_history"].insert().values(
+            run_id=run_id, tenant_id="demo", status="Complete", scoring="price", created_at=datetime(2025, 3, 3, 9),
+            completed_at=datetime(2025, 3, 3, 9, 0, 30)))
+        conn.execute(baseline["pfill_powerfill_guide"].insert().values(
+            run_id=run_id, tenant_id="demo", loan_id="L1", trade_id="T1", pool_id="NEW-T1", upb=250_000.0))
+        conn.execute(baseline[CANDY].insert().values(run_id=run_id, tenant_id="demo", loan_id="L1", trade_id="T1",
+                                                     rank=1, chosen=True))
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and f"upgraded 0002 -> {HEAD_LABEL}" in err, err
+    tables = _tables(engine)
+    assert CANDY not in tables
+    assert {"trade_group", "pair_count", "chosen_trade_id", "chosen_score",
+            "index:ix_pfill_candidate_options_run_group"} <= tables["pfill_candidate_options"]
+    assert {"trade_order", "group_rank", "index:ix_pfill_trade_groups_run_group"} <= tables["pfill_trade_groups"]
+    with engine.connect() as conn:  # the run's other output stays
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.pfill_powerfill_guide)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.pfill_run_history)).scalar() == 1
+
+    with engine.begin() as conn:  # and back: the candidate table as the baseline made it (empty)
+        db.command.downgrade(db.alembic_config(conn), "0002")
+    tables = _tables(engine)
+    assert "pfill_candidate_options" not in tables and "pfill_trade_groups" not in tables
+    assert tables[CANDY] == {c.name for c in baseline[CANDY].columns} | {"index:ix_pfill_candy_run_trade"}
+    assert db.schema_state(engine).pending == [HEAD]
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and db.schema_state(engine).status == "current"
+
+
 # -- a third revision, to test a database that is behind -------------------------------------------------
 
-SECOND = '''"""add pfill_run_history.note: a test revision
+SECOND = f'''"""add pfill_run_history.note: a test revision
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: {NEXT}
+Revises: {HEAD}
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -205,11 +251,11 @@ def downgrade() -> None:
 
 @pytest.fixture
 def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The packaged migrations plus a test revision 0003, in a folder of their own."""
+    """The packaged migrations plus a test revision after head (NEXT), in a folder of their own."""
     with db._migrations() as packaged:
         folder = tmp_path / "migrations"
         shutil.copytree(packaged, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "r0003_note.py").write_text(SECOND)
+    (folder / "versions" / f"r{NEXT}_note.py").write_text(SECOND)
 
     @contextlib.contextmanager
     def migrations() -> Iterator[Path]:
@@ -225,23 +271,24 @@ def second_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def test_a_database_behind_is_upgraded_and_reads_say_so(db_url: str, second_revision: Path) -> None:
     engine = open_database(db_url)
-    with engine.begin() as conn:  # a database at 0002, made by the previous pfill
-        db.command.upgrade(db.alembic_config(conn), "0002")
+    with engine.begin() as conn:  # a database at the packaged head, made by the previous pfill
+        db.command.upgrade(db.alembic_config(conn), HEAD)
     state = db.schema_state(engine)
-    assert (state.status, state.current, state.head, state.pending) == ("behind", "0002", "0003", ["0003"])
+    assert (state.status, state.current, state.head, state.pending) == ("behind", HEAD, NEXT, [NEXT])
     before = _tables(engine)
     for args in (*READS, *WRITES):
         code, _, err = _pfill(db_url, *args)
         assert code == 1, (args, err)
-        assert "schema is at 0002 (output_removed_at), this pfill needs 0003 (add pfill_run_history.note)" in err, err
+        assert f"schema is at {HEAD_LABEL}, this pfill needs {NEXT} (add pfill_run_history.note)" in err, err
         assert "hint: run `pfill db upgrade`" in err
     assert _tables(engine) == before
-    code, out, _ = _pfill(db_url, "db", "upgrade", "--sql", "--from", "0002", "--dialect", "postgresql")
+    code, out, _ = _pfill(db_url, "db", "upgrade", "--sql", "--from", HEAD, "--dialect", "postgresql")
     assert code == 0 and "ALTER TABLE pfill_run_history ADD COLUMN note VARCHAR(200)" in out
-    assert "UPDATE pfill_alembic_version SET version_num='0003' WHERE pfill_alembic_version.version_num = '0002'" in out
-    assert "CREATE TABLE loan" not in out and "output_removed_at" not in out
+    assert (f"UPDATE pfill_alembic_version SET version_num='{NEXT}' "
+            f"WHERE pfill_alembic_version.version_num = '{HEAD}'") in out
+    assert "CREATE TABLE loan" not in out and "output_removed_at" not in out and "pfill_trade_groups" not in out
     code, _, err = _pfill(db_url, "db", "upgrade")
-    assert code == 0 and "upgraded 0002 -> 0003 (add pfill_run_history.note)" in err, err
+    assert code == 0 and f"upgraded {HEAD} -> {NEXT} (add pfill_run_history.note)" in err, err
     assert "note" in _tables(engine)["pfill_run_history"] and db.schema_state(engine).status == "current"
 
 
@@ -249,7 +296,7 @@ def test_an_unversioned_database_is_stamped_at_the_baseline_then_upgraded(db_url
     engine = open_database(db_url)
     _legacy(engine)
     code, _, err = _pfill(db_url, "db", "upgrade")
-    assert code == 0 and "stamped 0001 (baseline)" in err and "upgraded 0001 -> 0003" in err, err
+    assert code == 0 and "stamped 0001 (baseline)" in err and f"upgraded 0001 -> {NEXT}" in err, err
     assert {"note", "output_removed_at"} <= _tables(engine)["pfill_run_history"]
 
 
@@ -260,7 +307,7 @@ def test_a_database_ahead_of_this_pfill(db_url: str) -> None:
         conn.execute(sa.text(f"UPDATE {db.VERSION_TABLE} SET version_num = '0099'"))
     for args in (["runs", "list"], ["db", "upgrade"], ["db", "init"]):
         code, _, err = _pfill(db_url, *args)
-        assert code == 1 and "schema is at 0099, newer than this pfill knows (head 0002" in err, err
+        assert code == 1 and f"schema is at 0099, newer than this pfill knows (head {HEAD}" in err, err
         assert "hint: upgrade pfill-kit" in err
     code, out, _ = _pfill(db_url, "db", "current", "--json")
     assert code == 0 and json.loads(out)["status"] == "ahead"
@@ -290,11 +337,16 @@ def test_upgrade_sql_for_sql_server_without_a_connection(tmp_path: Path) -> None
     code, from_url, err = _pfill(url, "db", "upgrade", "--sql")
     assert code == 0 and from_url == sql, err
     code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", "0001")
-    assert code == 0 and "ADD output_removed_at DATETIME NULL" in out and "CREATE TABLE" not in out
+    assert code == 0 and "ADD output_removed_at DATETIME NULL" in out and "CREATE TABLE loan" not in out
     code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", "0002")
-    assert code == 0 and out.strip() == "-- nothing to apply: 0002 is the head revision"
-    code, _, err = _pfill(url, "db", "upgrade", "--sql", "--from", "0007")
-    assert code == 2 and "--from 0007: not a revision of this pfill (0001, 0002)" in err
+    assert code == 0 and "CREATE TABLE pfill_candidate_options (" in out and "output_removed_at" not in out
+    assert "DROP TABLE pfill_loan2trade_candy_level_01;" in out
+    assert ("CREATE INDEX ix_pfill_trade_groups_run_group ON pfill_trade_groups (run_id, trade_group, price, "
+            "trade_order);" in out)
+    code, out, _ = _pfill(url, "db", "upgrade", "--sql", "--from", HEAD)
+    assert code == 0 and out.strip() == f"-- nothing to apply: {HEAD} is the head revision"
+    code, _, err = _pfill(url, "db", "upgrade", "--sql", "--from", "0099")
+    assert code == 2 and f"--from 0099: not a revision of this pfill ({', '.join(ALL)})" in err
     code, _, err = _pfill(url, "db", "upgrade", "--dialect", "mssql")
     assert code == 2 and "--dialect and --from go with --sql" in err
 

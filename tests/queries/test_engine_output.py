@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import jinja2
@@ -157,3 +158,56 @@ def test_preview_all_execute_cli(sqlite_db: dict[str, object], tmp_path: Path) -
     probe = json.loads(out)
     assert [p["name"] for p in probe] == list(QUERIES)
     assert all(p["rows"] > 0 and p["ms"] >= 0 for p in probe)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["price", "price_carry"])
+def test_pool_candidates_lists_every_eligible_pair_ranked(db: dict[str, object], which: int) -> None:
+    """The report against the candidate step's options expanded to pairs (preview_candidates for every loan,
+    the run's business date and scoring): the same pairs, each ranked among all of its loan's pairs by
+    score (ties: the lower trade id), chosen where the allocation guide placed the loan, and the chosen
+    pair's rank is the one the engine wrote in the guide. max_rank keeps exactly the pairs ranked that high."""
+    from pfill.engine.service.preview import preview_candidates
+
+    dialect, run_id = str(db["dialect"]), str(db["runs"][which])  # type: ignore[index]
+    engine = sa.create_engine(str(db["url"]))
+    try:
+        with engine.connect() as conn:
+            scoring = conn.execute(sa.text("SELECT scoring FROM pfill_run_history WHERE run_id = :r"),
+                                   {"r": run_id}).scalar_one()
+            loan_ids = list(conn.execute(sa.text("SELECT loan_id FROM loan WHERE tenant_id = 'demo'")).scalars())
+            guide = {loan: (trade, rank) for loan, trade, rank in conn.execute(sa.text(
+                "SELECT loan_id, trade_id, rank FROM pfill_powerfill_guide"
+                " WHERE run_id = :r AND pass_name <> 'locked'"), {"r": run_id})}
+        preview_rows = preview_candidates(engine, "demo", loan_ids, scoring, date.fromisoformat(AS_OF))["candidates"]
+    finally:
+        engine.dispose()
+
+    # brute force: every pair with the engine's exact score (option score + price), ranked per loan
+    pairs: dict[str, list[tuple[float, str]]] = {}
+    for p in preview_rows:
+        option_score = p["payup"] + (p["carry"] if scoring == "price_carry" else 0.0)
+        pairs.setdefault(p["loan_id"], []).append((option_score + p["price"], p["trade_id"]))
+    expected: dict[tuple[str, str], tuple[int, float, int]] = {}
+    for loan, scored in pairs.items():
+        for rank, (score, trade) in enumerate(sorted(scored, key=lambda s: (-s[0], s[1])), start=1):
+            expected[(loan, trade)] = (rank, score, len(scored))
+    assert len(expected) > 5 * len(pairs)  # every trade of each option's group, not a best few
+
+    result = _run(db, QUERIES["pool_candidates"].render(dialect, run_id=run_id))
+    rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+    got = {(r["loan_id"], r["trade_id"]): r for r in rows}
+    assert len(got) == len(rows) == len(expected) and set(got) == set(expected)
+    for key, (rank, score, count) in expected.items():
+        row = got[key]
+        assert (row["candidate_rank"], row["score"], row["loan_option_count"]) == (rank, score, count), key
+        chosen = guide.get(key[0], (None, None))[0] == key[1]
+        assert bool(row["is_chosen"]) == chosen and row["chosen_trade_id"] == guide.get(key[0], (None, None))[0], key
+        assert float(row["candidate_value"]) == pytest.approx(float(row["upb"]) * score / 100, abs=0.006)
+        if chosen:
+            assert rank == guide[key[0]][1] and float(row["value_vs_chosen"]) == 0.0, key
+    chosen_loans = {r["loan_id"] for r in rows if r["is_chosen"]}
+    assert chosen_loans == {loan for loan in guide if loan in pairs} and chosen_loans
+
+    top = _run(db, QUERIES["pool_candidates"].render(dialect, run_id=run_id, params={"max_rank": "3"}))
+    kept = {(row[1], row[2]) for row in top.rows}
+    assert kept == {key for key, (rank, _, _) in expected.items() if rank <= 3}

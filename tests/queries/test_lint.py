@@ -30,7 +30,7 @@ def test_seeded_mistakes_are_caught_with_file_and_line(queries_copy: Path) -> No
     edit(queries_copy / "switching.sql.j2", "  s.loan_id AS loan_id,\n", "  s.loan_id AS loan_id,\n  sp.*,\n")
     edit(queries_copy / "cash_trade_slotting.sql.j2", "  m.upb AS upb,\n", "  m.upb AS upb_dollars,\n")
     edit(queries_copy / "pool_candidates.sql.j2",
-         "  c.coupon AS coupon,\n", "  c.coupon AS coupon,\n  (SELECT t.trade_id FROM t ORDER BY 1) AS sub,\n")
+         "  t.coupon AS coupon,\n", "  t.coupon AS coupon,\n  (SELECT t.trade_id FROM t ORDER BY 1) AS sub,\n")
     code, output = _lint(queries_copy)
     assert code == 1
     lines = output.splitlines()
@@ -47,7 +47,7 @@ def test_seeded_mistakes_are_caught_with_file_and_line(queries_copy: Path) -> No
     assert finding("cash_trade_slotting.sql.j2:8:", "column-undeclared")
     assert "upb_dollars" in finding("cash_trade_slotting.sql.j2:8:", "column-undeclared")
     assert finding("cash_trade_slotting.yaml:15:", "column-missing")
-    assert "in a subquery" in finding("pool_candidates.sql.j2:11:", "order-by")
+    assert "in a subquery" in finding("pool_candidates.sql.j2:15:", "order-by")
 
 
 def test_order_by_with_top_or_limit_is_allowed(queries_copy: Path) -> None:
