@@ -154,6 +154,8 @@ def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
 
 
 def get_run(engine: sa.Engine, run_id: str) -> dict[str, Any]:
+    if "\x00" in run_id:  # no run has one, and PostgreSQL refuses a NUL in a query (ValueError)
+        raise RunNotFound(f"no run {run_id!r}")
     with engine.connect() as conn:
         row = conn.execute(sa.select(H).where(H.c.run_id == run_id)).mappings().first()
     if row is None:

@@ -77,8 +77,25 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(report_router(lambda request: request.app.state.service.engine, _tenant_of))
     app.include_router(_routes(service))
     _errors(app)
+    app.add_middleware(_RefuseNul)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class _RefuseNul:
+    """A NUL (%00) in the path or the query string is a 400 problem before any route: no run id, filter
+    or cursor of this API holds one, and PostgreSQL refuses a NUL in a query (it was a 500)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]
+                                        or b"\x00" in scope["query_string"]):
+            refused = problem_response(400, "a NUL character (%00) is not allowed in the path or the query string")
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 _PROBLEM: dict[str, Any] = {"description": "A problem document (RFC 9457)",
