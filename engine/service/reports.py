@@ -244,8 +244,8 @@ def decode_after(cursor: str, query: Query, owner: str) -> dict[str, Any]:
     types = {c.name: c.type for c in query.columns}
     after: dict[str, Any] = {}
     for name, value in zip(names, values, strict=True):
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _not_ours(query.name, owner)
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or "\x00" in str(value):
+            raise _not_ours(query.name, owner)  # a NUL: PostgreSQL refuses it in a query (it was a 500)
         if types[name] == "datetime":
             try:
                 value = datetime.fromisoformat(str(value).removesuffix("Z"))

@@ -69,8 +69,12 @@ def test_every_response_is_documented(server: Server, tmp_path: Path) -> None:
     assert generated and int(generated[1]) >= 100, f"schemathesis sent too few requests:\n{output[-3000:]}"
 
 
+def _b64(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
 def _cursor(created: object, run_id: object) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created, run_id]).encode()).decode().rstrip("=")
+    return _b64([created, run_id])
 
 
 # Inputs the generator does not make (it leaves NUL out of path parameters and cannot forge a cursor);
@@ -98,9 +102,12 @@ def test_odd_run_ids_and_cursors_are_4xx_problems(server: Server) -> None:
             assert answer.status_code == 400, (path, answer.status_code, answer.text)
             assert answer.headers["content-type"] == "application/problem+json" and "NUL" in answer.json()["detail"]
         # a report's cursor names its run ([report, run id, position]); `latest` with one reads that run
-        report_cursor = base64.urlsafe_b64encode(json.dumps(["recap", "a\x00b", 0]).encode()).decode()
-        answer = api.get("/runs/latest/recap", params={"cursor": report_cursor})
+        answer = api.get("/runs/latest/recap", params={"cursor": _b64(["recap", "a\x00b", 0])})
         assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json", answer.text
+        # a keyset cursor of the overview: [report, tenant, key values]
+        overview_cursor = _b64(["run_overview", "demo", ["2025-01-01T00:00:00Z", "a\x00b"]])
+        answer = api.get("/runs/overview", params={"cursor": overview_cursor})
+        assert answer.status_code == 400 and answer.json()["field"] == "cursor", answer.text
         for cursor in ODD_CURSORS:
             answer = api.get("/runs", params={"cursor": cursor})
             assert answer.status_code == 400, (cursor, answer.status_code, answer.text)
