@@ -36,7 +36,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{PREFIX}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 60.0) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "local-tenants").write_text("\n".join(self.tenants) + "\n")
         log = open(self.home / f"serve-{self.port}.log", "a")  # noqa: SIM115 - kept open by the child
@@ -65,7 +65,7 @@ class Server:
 
     def client(self, tenant: str | None = "demo", **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token(tenant)}"} if tenant else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 30, **kw})
 
     def kill(self) -> None:
         """SIGKILL the server's whole process group (no shutdown of any kind)."""

@@ -46,7 +46,9 @@ def _at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response |
 
 def _post_run(srv: Server, tenant: str) -> Callable[[], httpx.Response]:
     def post() -> httpx.Response:
-        with srv.client(tenant) as client:  # a connection of its own, as separate callers have
+        # a connection of its own, as separate callers have; the server takes the submissions one at
+        # a time, so the last waits for all the others (and a refused one waits 2 s for room)
+        with srv.client(tenant, timeout=120) as client:
             return client.post("/run", json=RUN)
 
     return post
