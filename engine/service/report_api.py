@@ -24,6 +24,7 @@ from pfill.queries.catalog import Column
 
 from .. import schema
 from . import reports
+from .problems import Problem
 
 _TYPES: dict[str, Any] = {"string": str, "integer": int, "float": float, "decimal": float, "boolean": bool,
                           "date": date, "datetime": datetime}
@@ -104,6 +105,7 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
                 responses={200: {"model": overview_model, "content": {"text/csv": {}}}})
     def run_overview(tenant: Tenant, request: Request, limit: Limit = reports.DEFAULT_PAGE,
                      cursor: Cursor = None) -> Response:
+        _only_known(request, ())
         engine = engine_of(request)
         params = {"tenant": tenant}
         if _wants_csv(request):
@@ -131,6 +133,7 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
                 responses={200: {"model": log_model}, 404: {}, 409: {}})
     def run_log(tenant: Tenant, run_id: str, request: Request, limit: Limit = reports.DEFAULT_PAGE,
                 cursor: Cursor = None) -> Response:
+        _only_known(request, ())
         engine = engine_of(request)
         view = reports.resolve(engine, tenant, _pinned(run_id, cursor, "log"), kept=True)
         real_id = view.run["run_id"]
@@ -148,6 +151,15 @@ def report_router(engine_of: Any, tenant_dependency: Any) -> APIRouter:
         return _json(body, _next_link(request, next_cursor, real_id))
 
     return router
+
+
+def _only_known(request: Request, filters: Any) -> None:
+    """A query parameter the endpoint does not take is refused, not ignored: `?row_type=` on a report
+    without that column would otherwise answer every row as if it were filtered."""
+    for name in request.query_params:
+        if name not in ("limit", "cursor") and name not in filters:
+            known = ", ".join(filters) or "none"
+            raise Problem(400, f"{name}: not a filter of this endpoint (its filters: {known})", field=name)
 
 
 def _columns(query: catalog.Query) -> list[dict[str, str]]:
@@ -168,6 +180,7 @@ def _add_report(router: APIRouter, report: reports.Report, query: catalog.Query,
 
     def endpoint(tenant: str, run_id: str, request: Request, limit: int = reports.DEFAULT_PAGE,
                  cursor: str | None = None, **given: str | None) -> Response:
+        _only_known(request, filters)
         engine = engine_of(request)
         view = reports.resolve(engine, tenant, _pinned(run_id, cursor, query.name), kept=report.kept)
         real_id = view.run["run_id"]

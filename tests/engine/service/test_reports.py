@@ -730,3 +730,14 @@ def test_openapi_publishes_each_report_row_model(shared: Server) -> None:
             assert {"404", "409", "410"} <= set(get["responses"]), name
     assert list(schemas["LogRow"]["properties"]) == LOG_COLUMNS
     assert schemas["RunLogPage"]["properties"]["rows"]["items"] == {"$ref": "#/components/schemas/LogRow"}
+
+
+@pytest.mark.parametrize(("path", "param"), [("recap", "row_type"), ("pooling-guide", "loan"), ("log", "trade"),
+                                             ("recap", "trade_idd")])
+def test_a_filter_the_endpoint_does_not_take_is_400_not_ignored(api: httpx.Client, base: str, path: str,
+                                                                param: str) -> None:
+    answer = api.get(f"/runs/{base}/{path}", params={param: "x"})
+    assert answer.status_code == 400 and answer.json()["field"] == param
+    assert answer.headers["content-type"] == "application/problem+json"
+    overview = api.get("/runs/overview", params={"status": "Complete"})
+    assert overview.status_code == 400 and overview.json()["field"] == "status"
