@@ -46,3 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_allocation.py
 	$(BIN)/python tests/benchmarks/bench_queries.py
 	$(BIN)/python tests/benchmarks/bench_deploy.py
+	$(BIN)/python tests/benchmarks/bench_api.py
