@@ -348,6 +348,11 @@ def get_run_under_load(db_url: str, run_id: str, folder: Path, concurrency: int,
                            f">= {TARGET_RPS:.0f} req/s: {'met' if rps >= TARGET_RPS else 'NOT met'}")
             print(f"  {name:<16} {what:<19} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  {rps:6.0f} req/s  "
                   f"(server CPU {server_ms:.2f} ms/req, client CPU {client_ms:.2f} ms/req){verdict}")
+        load_now, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load_now > cores:
+            print(f"  BUSY MACHINE: load average {load_now:.1f} on {cores} cores, so other processes took CPU from the")
+            print("  server and the clients: latency and req/s are pessimistic; judge the targets on a quiet machine")
+            print("  (server CPU per request is the figure least affected).")
         print("  The clients (httpx, threads, in this process) share the 2 cores with the server: their CPU per")
         print("  request is spent on the same cores, so req/s is that of server + client together. The server")
         print("  alone, on one core (uvicorn is one process, one GIL), would reach about 1000 / (server CPU ms/req)")
