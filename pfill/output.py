@@ -15,6 +15,8 @@ import click
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.isoformat() + "Z"  # the kit's timestamps are naive UTC: say so (RFC 3339, as the run API)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):
