@@ -33,7 +33,7 @@ class RunContext:
     scoring: str = "price"  # price | price_carry
     strategy: str = DEFAULT_STRATEGY
     as_of: date = field(default_factory=date.today)
-    candidates_kept_per_loan: int = 5
+    candidates_kept_per_loan: int = 5  # best pairs per loan the chosen pair's rank is looked up in first
     inputs: Inputs | None = None
     # step outputs (state.py), each None until its step has run
     cash: CashSlots | None = None  # cash_grid

@@ -11,8 +11,8 @@ group and one trade of it, scored option score + trade price.
 
 In: loans, trades, pools/relation, lockdowns, ctx.pricing.  Out: ctx.candidates (state.Candidates: the
 options with pay-up, carry and score, the trades' groups; per loan its current and fixed trade, locked
-flag and no-candidate reason). The candidate rows (best few per loan, and the chosen one, ranked) are
-written by step 4, once the chosen pair is known.
+flag and no-candidate reason). The options and trade groups are written by step 4 (pfill_candidate_options,
+pfill_trade_groups), once the chosen pair is known; the Pool Candidates report expands them to pairs.
 """
 
 from __future__ import annotations
