@@ -37,6 +37,7 @@ def _broker(settings: Settings, given: str | None) -> str:
 def _logging(debug: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check at start says nothing useful
 
 
 @click.command("serve")
@@ -50,9 +51,11 @@ def _logging(debug: bool = False) -> None:
               help=f"Runs that may wait for an executor before POST /run answers 503 [pfill.yaml; {DEFAULT_CAPACITY}].")
 @click.option("--broker", metavar="URL", help=f"Celery broker [env PFILL_BROKER_URL; pfill.yaml; {DEFAULT_BROKER}].")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+@click.option("--workers", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Server processes (each with its own embedded executor of --concurrency runs).")
 @pass_settings
 def serve(settings: Settings, host: str, port: int, executor: str, concurrency: int, queue_capacity: int | None,
-          broker: str | None, access_log: bool) -> None:
+          broker: str | None, access_log: bool, workers: int) -> None:
     """Serve the run API (submit, watch and cancel runs) under /api/powerfill, until stopped.
 
     On the same engine database as the CLI (--db / PFILL_DB_URL; SQLite by default). Bearer tokens
@@ -61,30 +64,54 @@ def serve(settings: Settings, host: str, port: int, executor: str, concurrency: 
     import uvicorn
 
     from .. import db
+    from .tokens import load_tokens
+
+    _logging()
+    db.open_engine(settings.db_url, create=False)  # a database that is not ready: one line, before any worker
+    tokens = load_tokens(settings)  # generated here, once, before the workers read them
+    options = {"executor": executor, "concurrency": concurrency, "broker": _broker(settings, broker),
+               "capacity": queue_capacity or settings.service().queue_capacity or DEFAULT_CAPACITY}
+    info(f"run service on http://{host}:{port}/api/powerfill (executor {executor}, queue capacity "
+         f"{options['capacity']}, {workers} worker process(es), engine database {mask_url(settings.db_url)})")
+    for path in tokens.files:
+        info(f"token for tenant {path.name.removeprefix('token-')}: in {path}")
+    if executor == "celery":
+        info(f"broker: {mask_url(options['broker'])}; start workers with `pfill worker`")
+    # uvicorn raises the SIGTERM/SIGINT it stopped on again once it has shut down, so the process ended
+    # "killed by SIGTERM" (-15) after a clean stop; these handlers, put back by uvicorn, make that exit 0
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
+    served: Any = build_app(settings, options) if workers == 1 else None
+    if workers > 1:  # each process builds its own app from the same settings, passed through the environment
+        os.environ.update(PFILL_HOME=str(settings.home), PFILL_DB_URL=settings.db_url,
+                          PFILL_SERVE_OPTIONS=json.dumps(options))
+        if settings.config_path:
+            os.environ["PFILL_CONFIG"] = str(settings.config_path.absolute())
+        served = "pfill.engine.service.cli:app_from_environment"
+    uvicorn.run(served, host=host, port=port, log_level="info", access_log=access_log, log_config=None,
+                timeout_graceful_shutdown=15, workers=workers, factory=workers > 1)
+
+
+def build_app(settings: Settings, options: dict[str, Any]) -> Any:
+    """The FastAPI app of `pfill serve` for these settings and options (executor, concurrency,
+    capacity, broker)."""
+    from .. import db
     from .app import Service, create_app
     from .executors import CeleryExecutor, EmbeddedExecutor
     from .queue import RunQueue
     from .tokens import load_tokens
 
-    _logging()
     engine = db.open_engine(settings.db_url, create=False)
-    tokens = load_tokens(settings)
-    capacity = queue_capacity or settings.service().queue_capacity or DEFAULT_CAPACITY
-    runner = (CeleryExecutor(engine, _broker(settings, broker)) if executor == "celery"
-              else EmbeddedExecutor(engine, concurrency))
-    app = create_app(Service(engine=engine, tokens=tokens, queue=RunQueue(engine, capacity), executor=runner))
-    info(f"run service on http://{host}:{port}/api/powerfill (executor {executor}, queue capacity {capacity}, "
-         f"engine database {mask_url(settings.db_url)})")
-    for path in tokens.files:
-        info(f"token for tenant {path.name.removeprefix('token-')}: in {path}")
-    if executor == "celery":
-        info(f"broker: {mask_url(_broker(settings, broker))}; start workers with `pfill worker`")
-    # uvicorn raises the SIGTERM/SIGINT it stopped on again once it has shut down, so the process ended
-    # "killed by SIGTERM" (-15) after a clean stop; these handlers, put back by uvicorn, make that exit 0
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _stopped)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, log_config=None,
-                timeout_graceful_shutdown=15)
+    runner = (CeleryExecutor(engine, options["broker"]) if options["executor"] == "celery"
+              else EmbeddedExecutor(engine, options["concurrency"]))
+    return create_app(Service(engine=engine, tokens=load_tokens(settings), queue=RunQueue(engine, options["capacity"]),
+                              executor=runner))
+
+
+def app_from_environment() -> Any:
+    """`pfill serve --workers N`: the app of one worker process (uvicorn's factory)."""
+    _logging()
+    return build_app(Settings.resolve(), json.loads(os.environ["PFILL_SERVE_OPTIONS"]))
 
 
 def _stopped(_signum: int, _frame: object) -> None:

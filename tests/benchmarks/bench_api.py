@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import resource
 import shutil
@@ -109,10 +110,17 @@ class Serve:
                             timeout=120, **kw)  # type: ignore[arg-type]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far."""
+        """User + system CPU of the server so far: its process and, with --workers, its worker processes."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / TICKS
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -318,7 +326,8 @@ def profile(server: Serve, path: str, concurrency: int, seconds: float, folder: 
 def get_run_under_load(db_url: str, run_id: str, folder: Path, concurrency: int, requests: int,
                        rounds: int, profile_seconds: float = 0.0) -> None:
     servers = {"access log": Serve(db_url, folder / "home-load"),
-               "--no-access-log": Serve(db_url, folder / "home-load", ("--no-access-log",))}
+               "--no-access-log": Serve(db_url, folder / "home-load", ("--no-access-log",)),
+               "--workers 2": Serve(db_url, folder / "home-load", ("--no-access-log", "--workers", "2"))}
     try:
         for s in servers.values():
             s.start()
@@ -355,8 +364,8 @@ def get_run_under_load(db_url: str, run_id: str, folder: Path, concurrency: int,
             print("  (server CPU per request is the figure least affected).")
         print("  The clients (httpx, threads, in this process) share the 2 cores with the server: their CPU per")
         print("  request is spent on the same cores, so req/s is that of server + client together. The server")
-        print("  alone, on one core (uvicorn is one process, one GIL), would reach about 1000 / (server CPU ms/req)")
-        print("  req/s.")
+        print("  alone, on one core (one uvicorn process, one GIL), would reach about 1000 / (server CPU ms/req)")
+        print("  req/s; `--workers 2` runs two server processes, one per core.")
         if profile_seconds > 0:
             print(f"\n3. where the server's CPU goes: GET /runs/{{run_id}}, --no-access-log, {concurrency} clients")
             profile(servers["--no-access-log"], paths["GET /runs/{run_id}"], concurrency, profile_seconds, folder)

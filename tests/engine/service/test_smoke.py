@@ -22,3 +22,17 @@ def test_submit_poll_conflict_list(server: Server) -> None:
         assert again.status_code == 200 and again.json()["run_id"] == run_id
         listed = api.get("/runs", params={"limit": 5}).json()
         assert [r["run_id"] for r in listed["runs"]] == [run_id] and listed["next"] is None
+
+
+def test_two_worker_processes_serve_and_stop_cleanly(demo_db: str, tmp_path) -> None:
+    """`--workers 2`: two server processes, each with its own embedded executor; a run submitted to
+    either completes once, and a SIGTERM stops them all with exit 0."""
+    srv = Server(demo_db, tmp_path / "home", args=("--workers", "2", "--no-access-log")).start()
+    try:
+        with srv.client() as api:
+            run_id = api.post("/run", json={"as_of": "2025-03-03", "strategy": "greedy"}).json()["run_id"]
+            assert wait_status(api, run_id, {"Complete", "Failed", "Cancelled"})["status"] == "Complete"
+            assert len({api.get("/status").json()["status"] for _ in range(6)}) == 1
+    finally:
+        srv.stop()
+    assert srv.proc is not None and srv.proc.returncode == 0, srv.log()
