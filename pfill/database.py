@@ -99,9 +99,10 @@ def open_database(url: str, *, must_exist: bool = False) -> Engine:
         try:
             backend = make_url(url).get_backend_name()
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend == "postgresql" else {}
-            # a server's threads (the run service: up to 40) keep their connections instead of opening one
-            # per request past the default 5; connections open on demand, so a command still opens one or two
-            pool = {"pool_size": 32, "max_overflow": 16} if backend != "sqlite" else {}
+            # the run service's threads keep up to 10 connections open instead of SQLAlchemy's 5 (past those,
+            # each request opened and closed one), and use at most 20: a PostgreSQL shared by several replicas
+            # and workers allows 100 in all by default. Connections open on demand: a command opens one or two.
+            pool = {"pool_size": 10, "max_overflow": 10} if backend != "sqlite" else {}
             engine = sa.create_engine(url, connect_args=connect_args, **pool)
         except Exception as exc:
             raise ConfigError(f"cannot use database URL {mask_url(url)}: {mask_text(first_line(exc))}") from None
