@@ -4,7 +4,7 @@ of more tenants. Figures are medians of interleaved rounds in one run on one ser
     .venv/bin/python tests/benchmarks/bench_deploy.py [--rounds 7] [--tenants 1,5,20] [--url URL --password PW]
 
 1. Start-up: `pfill --version` and `pfill --help` against the bare interpreter (`python -c pass`).
-2. Kit vs import, the 42 objects of one tenant (database, 8 datasets, 25 charts, 8 dashboards):
+2. Kit vs import, the 49 objects of one tenant (database, 8 datasets, 32 charts, 8 dashboards):
    - as CI runs them, each a fresh process with its own login: `pfill apply --yes` against a small
      `requests` script that logs in and POSTs the same content, exported from Superset, to
      `/api/v1/assets/import/` (the whole bundle every time: Superset's import has no diff);
@@ -148,7 +148,7 @@ def bench_startup(rounds: int) -> None:
 
 
 class KitVersusImport:
-    """One tenant's 42 objects, deployed by the kit and by Superset's own import, interleaved."""
+    """One tenant's 49 objects, deployed by the kit and by Superset's own import, interleaved."""
 
     def __init__(self, folder: Path, url: str, password: str, rounds: int) -> None:
         self.folder, self.url, self.password, self.rounds = folder, url, password, rounds

@@ -16,14 +16,14 @@ from pfill.errors import ConfigError
 from pfill.queries.catalog import load_queries
 
 
-def test_packaged_specs_are_valid_with_25_charts() -> None:
+def test_packaged_specs_are_valid_with_32_charts() -> None:
     specs = load_specs()
     assert validate_specs(specs, load_queries()) == []
     assert len(specs) == 8
-    assert sum(len(s.spec.charts) for s in specs) == 25
+    assert sum(len(s.spec.charts) for s in specs) == 32
     by_slug = {s.spec.slug: len(s.spec.charts) for s in specs}
-    assert by_slug == {"hub": 6, "allocation-guide": 4, "trade-recap": 3, "switching": 2, "pool-candidates": 2,
-                       "existing-disposition": 2, "pooling-guide": 3, "cash-trade-slotting": 3}
+    assert by_slug == {"hub": 6, "allocation-guide": 5, "trade-recap": 4, "switching": 3, "pool-candidates": 3,
+                       "existing-disposition": 3, "pooling-guide": 4, "cash-trade-slotting": 4}
 
 
 def test_committed_json_schema_matches_the_models() -> None:
@@ -62,7 +62,7 @@ def test_schema_errors_name_file_line_and_field(specs_copy: Path) -> None:
     with pytest.raises(ConfigError) as failure:
         load_specs(specs_copy)
     line = _line_of(spec, "viz: tabel")
-    assert f"{spec}:{line}: charts.1.viz: Input should be" in str(failure.value)
+    assert f"{spec}:{line}: charts.0.viz: Input should be" in str(failure.value)
 
 
 def test_layout_mistakes(specs_copy: Path) -> None:
@@ -77,7 +77,7 @@ def test_layout_mistakes(specs_copy: Path) -> None:
 
 def test_validate_command_exit_codes(specs_copy: Path) -> None:
     good = CliRunner().invoke(cli, ["validate", "--dashboards", str(specs_copy)])
-    assert good.exit_code == 0 and "8 dashboards, 25 charts" in good.output
+    assert good.exit_code == 0 and "8 dashboards, 32 charts" in good.output
     _edit(specs_copy / "hub.yaml", "x_axis: started_at", "x_axis: start_time")
     bad = CliRunner().invoke(cli, ["validate", "--dashboards", str(specs_copy)])
     assert bad.exit_code == 1

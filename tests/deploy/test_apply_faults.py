@@ -58,7 +58,7 @@ def test_a_lost_import_answer_is_read_back_and_named(deploy_target, managed_obje
     deploy_target.write_env("lostanswer", ["lostanswer"])
     client = LosesImportAnswers(deploy_target.url, "admin", deploy_target.password)
     said = _apply_with(deploy_target, "lostanswer", client, monkeypatch)
-    assert any("Superset holds all 41 changes" in line for line in said), said
+    assert any("Superset holds all 48 changes" in line for line in said), said
     assert _counts(managed_objects("lostanswer", "lostanswer")) == EXPECTED
     assert deploy_target.pfill("plan", "--env", "lostanswer").exit_code == 0
 
@@ -68,7 +68,7 @@ def test_a_cut_after_the_new_database_says_exactly_that(deploy_target, managed_o
     client = CutAfterWrites(deploy_target.url, "admin", deploy_target.password, cut_after=1)
     with pytest.raises(ApplyError) as failure:
         _apply_with(deploy_target, "cutdb", client, monkeypatch)
-    assert "after 1 change(s) applied, importing 41 creates and updates failed, so none of them was applied" in str(
+    assert "after 1 change(s) applied, importing 48 creates and updates failed, so none of them was applied" in str(
         failure.value)
     assert _counts(managed_objects("cutdb", "cutdb")) == {**dict.fromkeys(EXPECTED, 0), "database": 1}
     rerun = deploy_target.pfill("apply", "--env", "cutdb", "--yes")

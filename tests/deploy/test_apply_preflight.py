@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
 def test_a_conflict_in_one_tenant_writes_nothing_for_any(deploy_target, managed_objects) -> None:
     """`mixowned`'s slugs belong to environment `owner`; `mixfresh` is new. Before, the new tenant's
-    42 objects were created and then apply said nothing was written."""
+    49 objects were created and then apply said nothing was written."""
     deploy_target.write_env("owner", ["mixowned"])
     assert deploy_target.pfill("apply", "--env", "owner", "--yes").exit_code == 0
     deploy_target.write_env("mixed", ["mixfresh", "mixowned"])

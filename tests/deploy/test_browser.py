@@ -1,5 +1,6 @@
 """The browser check: the deployed dashboards, opened in a real (headless) Chromium as a user would,
-render every chart with data, and the hub's links lead to the detail dashboards.
+render every chart with data, the hub's links lead to the detail dashboards, and a run's link in the
+hub's run history opens a detail dashboard with that run selected (drill-down).
 
 Driven with Playwright's Python API against Debian's /usr/bin/chromium (`make test` installs it when
 missing); Playwright's own browser downloads are never used. One PNG per dashboard goes to
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,9 @@ import pytest
 
 from pfill.dashboards.specs import DashboardSpec, load_specs
 from pfill.deploy.identity import deployed_slug
+from pfill.queries.catalog import load_queries
+
+from .conftest import AS_OF
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -35,6 +40,7 @@ ENV = TENANT = "browser"
 OTHER = "browserb"
 VIEWER_PASSWORD = "Browser-Viewer-Pw-1"
 CHART_TIMEOUT = 60.0  # seconds for every chart of one dashboard to finish (each takes ~5 s here)
+WAIT_MS = 30_000  # for one element of a dashboard still loading (a link in a chart, a filter's value)
 HUB = "hub"
 SPECS: dict[str, DashboardSpec] = {  # the hub first, then the detail dashboards
     loaded.spec.slug: loaded.spec for loaded in sorted(load_specs(), key=lambda s: s.spec.slug != HUB)
@@ -90,9 +96,33 @@ def deployed(deploy_target: Any) -> str:
     and `browserb`, whose dashboards `browser`'s viewer must not open."""
     own = dataclasses.replace(deploy_target, config=deploy_target.work / "browser.yaml", tenants={})
     own.write_env(ENV, [TENANT, OTHER])
+    # a second, newer run (greedy, so its rows differ): the hub lists two runs, and a link to the
+    # older one selects a run that is not the default
+    from click.testing import CliRunner
+
+    from pfill.cli import cli
+
+    rerun = CliRunner().invoke(cli, ["--db", own.sqlite_url, "run", "--tenant", TENANT, "--as-of", AS_OF,
+                                     "--strategy", "greedy"])
+    assert rerun.exit_code == 0, rerun.output
     result = own.pfill("apply", "--env", ENV, "--yes")
     assert result.exit_code == 0, result.output
     return own.url
+
+
+@pytest.fixture(scope="module")
+def runs(deployed: str, deploy_target: Any) -> list[str]:
+    """The Complete runs of this test's tenant, oldest first."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(deploy_target.sqlite_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(
+                "SELECT run_id FROM pfill_run_history WHERE tenant_id = :t AND status = 'Complete' "
+                "ORDER BY created_at"), {"t": TENANT}).scalars())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -183,17 +213,82 @@ def test_dashboard_renders_every_chart_with_data(page: Page, deployed: str, slug
     check_dashboard(page, SPECS[slug])
 
 
+def chart_holder(page: Page, title: str) -> Any:
+    """The dashboard's chart titled `title`."""
+    return page.locator('[data-test="dashboard-component-chart-holder"]').filter(
+        has=page.locator('[data-test="editable-title"]', has_text=re.compile(f"^{re.escape(title)}$")))
+
+
 def test_hub_links_open_the_detail_dashboards(page: Page, deployed: str) -> None:
     page.goto(dashboard_url(deployed, HUB))
     links = page.locator('[data-test="dashboard-component-chart-holder"] a[href^="/superset/dashboard/"]')
     links.first.wait_for()
-    targets = {links.nth(i).get_attribute("href") for i in range(links.count())}
-    assert targets == {f"/superset/dashboard/{deployed_slug(TENANT, s)}/" for s in SPECS if s != HUB}
+    page.wait_for_function("() => document.querySelectorAll('a[href*=\"?native_filters=\"]').length > 0")
+    hrefs = [links.nth(i).get_attribute("href") or "" for i in range(links.count())]
+    details = {f"/superset/dashboard/{deployed_slug(TENANT, s)}/" for s in SPECS if s != HUB}
+    # the Reports block: each detail dashboard as it opens by default; the run history: the same
+    # dashboards, each with a run selected
+    assert {h for h in hrefs if "?" not in h} == details
+    assert {h.split("?")[0] for h in hrefs if "?" in h} == details
 
     detail = SPECS["trade-recap"]
     page.get_by_role("link", name="Trade recap", exact=True).click()
     page.wait_for_url(dashboard_url(deployed, detail.slug))
     check_dashboard(page, detail)
+
+
+def test_a_run_in_the_hub_opens_trade_recap_with_that_run_selected(page: Page, deployed: str, runs: list[str],
+                                                                   deploy_target: Any) -> None:
+    """Drill-down: the older of two runs, followed from the hub's run history to Trade recap, is the
+    run the dashboard shows: its Run filter holds it, Run shown names it (not the latest), and the
+    recap's figures are that run's, where they differ from the latest run's."""
+    from playwright.sync_api import expect
+
+    assert len(runs) >= 2, runs
+    older, latest = runs[0], runs[-1]
+    detail = SPECS["trade-recap"]
+    page.goto(dashboard_url(deployed, HUB))
+    link = chart_holder(page, "Run history").locator(
+        f'a[href^="/superset/dashboard/{deployed_slug(TENANT, detail.slug)}/?native_filters="][href*="{older}"]')
+    expect(link).to_have_text("Recap", timeout=WAIT_MS)
+    link.click()
+    page.wait_for_url(lambda url: f"/superset/dashboard/{deployed_slug(TENANT, detail.slug)}/" in url)
+
+    run_filter = page.locator('[data-test="NATIVE_FILTER-run"]')
+    expect(run_filter).to_contain_text(older, timeout=WAIT_MS)
+    check_dashboard(page, detail, shot="trade-recap-run-from-hub")
+    expect(run_filter).to_contain_text(older)
+    assert latest not in run_filter.inner_text()
+    shown = chart_holder(page, "Run shown").locator("tbody tr")
+    expect(shown).to_have_count(1)
+    expect(shown).to_contain_text(older)
+    expect(shown).to_contain_text("Not the latest")
+
+    trade, upb = _a_trade_the_runs_fill_differently(deploy_target.sqlite_url, older, latest)
+    row = chart_holder(page, "Trade recap").locator("tbody tr").filter(
+        has=page.locator("td", has_text=re.compile(f"^{trade}$")))
+    expect(row).to_contain_text(f"${upb:,.0f}")
+
+
+def _a_trade_the_runs_fill_differently(db_url: str, older: str, latest: str) -> tuple[str, float]:
+    """A trade whose allocated UPB differs between the two runs, and the older run's figure (from the
+    report query run directly on the engine database)."""
+    import sqlalchemy as sa
+
+    query = load_queries()["trade_recap"]
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            def upb(run_id: str) -> dict[str, float]:
+                sql = query.render("sqlite", tenant=TENANT, run_id=run_id)
+                return {r["trade_id"]: r["allocated_upb"] or 0.0 for r in conn.execute(sa.text(sql)).mappings()}
+
+            before, after = upb(older), upb(latest)
+    finally:
+        engine.dispose()
+    differ = sorted(t for t in before if round(before[t]) != round(after.get(t, 0.0)))
+    assert differ, "the two runs fill every trade alike: nothing tells them apart on the dashboard"
+    return differ[0], before[differ[0]]
 
 
 def test_a_viewer_sees_their_hub_with_data_and_not_another_tenants(viewer_page: Page, deployed: str) -> None:

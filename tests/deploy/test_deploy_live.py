@@ -15,7 +15,7 @@ from pfill.deploy.project import Project
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
-EXPECTED = {"database": 1, "dataset": 8, "chart": 25, "dashboard": 8}
+EXPECTED = {"database": 1, "dataset": 8, "chart": 32, "dashboard": 8}
 BASE_TENANTS = ["lite", "pg"]  # SQLite and PostgreSQL engine output
 
 
@@ -28,9 +28,9 @@ def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target,
     first = deploy_target.pfill("apply", "--env", "it", "--yes", "--json")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
-    # 42 objects and the tenant's viewer role; writes: two import bundles (the new database on its
+    # 49 objects and the tenant's viewer role; writes: two import bundles (the new database on its
     # own, then everything that reads it), then the role (create, its grants, its 8 dashboards)
-    assert [(s["applied"], s["writes"]) for s in summary] == [(43, 12), (43, 12)]
+    assert [(s["applied"], s["writes"]) for s in summary] == [(50, 12), (50, 12)]
     for tenant in ("lite", "pg"):
         assert _counts(managed_objects("it", tenant)) == EXPECTED
 
@@ -41,7 +41,7 @@ def test_first_apply_creates_everything_and_second_writes_nothing(deploy_target,
     ]
     plan = deploy_target.pfill("plan", "--env", "it")
     assert plan.exit_code == 0, plan.output
-    assert plan.stdout.count("No changes: 42 objects match the specs.") == 2
+    assert plan.stdout.count("No changes: 49 objects match the specs.") == 2
 
 
 def _deployed(deploy_target, env: str) -> None:
@@ -51,14 +51,14 @@ def _deployed(deploy_target, env: str) -> None:
     assert applied.exit_code == 0, applied.output
 
 
-def test_verify_passes_on_all_25_charts_per_tenant(deploy_target) -> None:
+def test_verify_passes_on_all_32_charts_per_tenant(deploy_target) -> None:
     _deployed(deploy_target, "it")
     result = deploy_target.pfill("verify", "--env", "it", "--json")
     assert result.exit_code == 0, result.output
     checks = json.loads(result.stdout)
     for tenant in ("lite", "pg"):
         charts = [c for c in checks if c["tenant"] == tenant and c["kind"] == "chart"]
-        assert len(charts) == 25 and all(c["ok"] for c in charts), charts
+        assert len(charts) == 32 and all(c["ok"] for c in charts), charts
         # the run's data really came through: the big tables are not empty
         rows = {c["name"]: c["superset_rows"] for c in charts}
         assert rows["allocation-guide/guide"] > 0 and rows["trade-recap/recap"] > 0
@@ -121,7 +121,7 @@ def test_prune_deletes_exactly_the_removed_chart(deploy_target, superset_client,
     assert pruned.exit_code == 0, pruned.output
     after = managed_objects("prune", "prune")
     assert {c["id"] for c in before["chart"]} - {c["id"] for c in after["chart"]} == {doomed["id"]}
-    assert _counts(after) == {**EXPECTED, "chart": 24}
+    assert _counts(after) == {**EXPECTED, "chart": 31}
     assert superset_client.get(f"/api/v1/chart/{handmade}")["result"]["slice_name"] == "hand-made"
     superset_client.delete(f"/api/v1/chart/{handmade}")
 
@@ -173,19 +173,19 @@ def test_prune_interrupted_half_way_converges_without_duplicates(deploy_target, 
     queries, dashboards = deploy_target.copy_sources("halfway")
     sources = ["--queries", str(queries), "--dashboards", str(dashboards)]
     assert deploy_target.pfill("apply", "--env", "halfway", "--yes", *sources).exit_code == 0
-    (dashboards / "switching.yaml").unlink()  # one dashboard and its two charts leave the specs
+    (dashboards / "switching.yaml").unlink()  # one dashboard and its three charts leave the specs
     hub = dashboards / "hub.yaml"
     hub.write_text(hub.read_text().replace("[Switching]({slug:switching}) ·\n", ""))
 
     failure = _interrupted_apply(deploy_target, superset, "halfway", fail_after=3, dashboards=dashboards, prune=True)
     assert "run apply --prune again" in (failure.hint or "")
     partial = _counts(managed_objects("halfway", "halfway"))
-    assert (partial["dashboard"], partial["chart"]) == (7, 24)  # the hub import, two deletions, then the cut
+    assert (partial["dashboard"], partial["chart"]) == (7, 31)  # the hub import, two deletions, then the cut
 
     rerun = deploy_target.pfill("apply", "--env", "halfway", "--yes", "--prune", *sources)
     assert rerun.exit_code == 0, rerun.output
     after = managed_objects("halfway", "halfway")
-    assert _counts(after) == {**EXPECTED, "dashboard": 7, "chart": 23, "dataset": 7}
+    assert _counts(after) == {**EXPECTED, "dashboard": 7, "chart": 29, "dataset": 7}
     for kind in ("chart", "dashboard", "dataset"):
         uuids = [row["uuid"] for row in after[kind]]
         assert len(uuids) == len(set(uuids))
@@ -216,10 +216,10 @@ def test_export_validate_plan_round_trip(deploy_target, tmp_path: Path) -> None:
     sources = ["--queries", str(tmp_path / "queries"), "--dashboards", str(tmp_path / "dashboards")]
     valid = deploy_target.pfill("validate", *sources)
     assert valid.exit_code == 0, valid.output
-    assert "8 dashboards, 25 charts over 8 datasets" in valid.output
+    assert "8 dashboards, 32 charts over 8 datasets" in valid.output
     plan = deploy_target.pfill("plan", "--env", "it", "--tenant", "lite", *sources)
     assert plan.exit_code == 0, plan.output
-    assert "No changes: 42 objects match the specs." in plan.stdout
+    assert "No changes: 49 objects match the specs." in plan.stdout
 
 
 def test_every_managed_object_links_to_its_spec(deploy_target, superset) -> None:

@@ -96,6 +96,6 @@ def test_several_tenants_read_once_see_what_each_alone_sees(deploy_target, super
     for state, live in zip(project.states, together, strict=True):
         settings = Settings.resolve(home=deploy_target.home, config=deploy_target.config)
         alone = Project.load(settings, "many", [state.tenant.name]).using(client).live()[0]
-        assert len(live.objects) == 42
+        assert len(live.objects) == 49
         assert {u: (o.kind, o.id, o.fields) for u, o in live.objects.items()} == {
             u: (o.kind, o.id, o.fields) for u, o in alone.objects.items()}

@@ -25,7 +25,7 @@ from .conftest import PASSWORD_VAR, run_engine
 
 pytestmark = [pytest.mark.superset, pytest.mark.slow]
 PFILL = str(Path(sys.executable).with_name("pfill"))
-FULL = {"database": 1, "dataset": 8, "chart": 25, "dashboard": 8}
+FULL = {"database": 1, "dataset": 8, "chart": 32, "dashboard": 8}
 TRIALS = 3
 
 
