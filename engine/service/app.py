@@ -15,9 +15,6 @@ Errors are application/problem+json naming the field or the run at fault.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -39,7 +36,7 @@ from pfill.errors import PfillError, UsageError
 from .. import db, runs, schema
 from ..inputs import InputError
 from ..pipeline import RunOptions
-from . import models
+from . import models, reports
 from .executors import Executor
 from .preview import preview_candidates
 from .problems import MEDIA_TYPE, Problem, problem_response
@@ -247,8 +244,7 @@ def _field_of(message: str) -> str | None:
 
 
 def _encode_cursor(run: dict[str, Any]) -> str:
-    raw = json.dumps([run["created_at"].isoformat(), run["run_id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return reports.pack_cursor([run["created_at"].isoformat(), run["run_id"]])
 
 
 def _could_be_run_id(run_id: str) -> bool:
@@ -257,9 +253,9 @@ def _could_be_run_id(run_id: str) -> bool:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        created, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created, run_id = reports.unpack_cursor(cursor)
         after = datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError):
         after = run_id = None
     # only what _encode_cursor gives out: a naive UTC timestamp and a run id (no NUL, as PostgreSQL needs)
     if after is None or after.tzinfo is not None or not isinstance(run_id, str) or not _could_be_run_id(run_id):

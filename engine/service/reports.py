@@ -198,15 +198,24 @@ def as_records(query: Query, rows: list[sa.Row[Any]]) -> list[dict[str, Any]]:
 def encode_cursor(report: str, owner: str, position: int | list[Any]) -> str:
     """An opaque cursor: the report, its run (the tenant for the overview), and where the next page
     starts: an offset, or the key of the last row given (keyset paging)."""
-    raw = json.dumps([report, owner, position]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack_cursor([report, owner, position])
+
+
+def pack_cursor(value: Any) -> str:
+    """`value` as an opaque cursor (URL-safe base64 of its JSON); unpack_cursor reads it back."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def unpack_cursor(cursor: str) -> Any:
+    """What pack_cursor packed, or None for text that is not a cursor."""
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def _decode(cursor: str) -> list[Any]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        decoded = None
+    decoded = unpack_cursor(cursor)
     if not isinstance(decoded, list) or len(decoded) != 3:
         raise Problem(400, "cursor: not a cursor this service gave out", field="cursor")
     return decoded
