@@ -14,14 +14,4 @@ engine never import each other (tests/foundation/test_layers.py holds it).
 """
 
 
-
-def __getattr__(name: str) -> str:
-    """`__version__`, read from the installed distribution when first asked for (not at every start)."""
-    if name != "__version__":
-        raise AttributeError(f"module 'pfill' has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pfill-kit")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0+unknown"
+__version__ = "0.1.0"  # pyproject.toml reads it from here; a constant, so `--version` reads no metadata
