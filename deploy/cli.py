@@ -152,6 +152,19 @@ def _written(earlier: list[dict]) -> str:
     return f"applied to {', '.join(applied)}; then " if applied else ""
 
 
+def _require_current_schemas(project: Project) -> None:
+    """verify reads the tenants' engine databases: one whose schema is not at this pfill's head is refused
+    (`pfill db upgrade`) before any chart is run, and never changed. A SQLite file that is not there has
+    no schema to be behind: verify reports it as before, after what Superset says."""
+    from pfill.database import open_database, sqlite_file  # SQLAlchemy, only in the commands that query
+    from pfill.schema_version import require_current
+
+    for url in dict.fromkeys(state.tenant.database_url for state in project.states):
+        path = sqlite_file(url)
+        if path is None or path.exists():
+            require_current(open_database(url, must_exist=True))
+
+
 @click.command("verify")
 @target_options
 @source_options
@@ -164,6 +177,7 @@ def verify_cmd(settings: Settings, env_name: str | None, tenants: tuple[str, ...
     Also checks that every dashboard holds all its charts. Exit 1 on any mismatch or error.
     """
     with Project.load(settings, env_name, tenants, queries_dir, dashboards_dir) as project:
+        _require_current_schemas(project)
         info(f"verifying {', '.join(f'{project.env.name}/{s.tenant.name}' for s in project.states)} "
              f"on {mask_url(project.env.superset_url)}")
         rows = [{"tenant": state.tenant.name, **asdict(check)} for state, check in project.verify()]

@@ -26,32 +26,25 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import SetColumnComment
 
-from pfill.database import DatabaseError, display_url, open_database
+from pfill.database import display_url, open_database
+from pfill.schema_version import VERSION_TABLE as VERSION_TABLE  # the engine's names, kept
+from pfill.schema_version import SchemaError as SchemaError
+from pfill.schema_version import SchemaState, read_revision, state_of
+from pfill.schema_version import require_current as versioned_require_current
 
-from . import schema
-
-VERSION_TABLE = "pfill_alembic_version"
 BASELINE = "0001"  # the schema `pfill db init` created before versioning
 DIALECTS = ("mssql", "postgresql", "sqlite")  # what `pfill db upgrade --sql --dialect` renders
-
-
-class SchemaError(DatabaseError):
-    """The engine schema is absent, unversioned, behind or ahead of this pfill: one line and the command
-    that fixes it."""
 
 
 # -- the migrations ---------------------------------------------------------------------------------------
@@ -104,76 +97,18 @@ def _label(revision: str | None) -> str:
 
 
 # -- where a database stands ------------------------------------------------------------------------------
+# One classification and one message for every command (pfill.schema_version): this module passes the
+# revisions Alembic finds in the migrations folder, the read-only commands outside the engine the
+# constant that mirrors them.
 
-@dataclass(frozen=True)
-class SchemaState:
-    """The engine schema of one database, compared with this pfill's head revision.
-
-    status: `current` (at head), `behind` (an older revision: `pfill db upgrade`), `ahead` (a revision
-    this pfill does not know: a newer pfill upgraded it), `unversioned` (engine tables from before
-    versioning: `pfill db upgrade`), `absent` (no engine schema: `pfill db init`)."""
-
-    database: str  # URL, password masked
-    status: str
-    current: str | None  # the database's revision (None: unversioned or absent)
-    head: str
-    pending: list[str] = field(default_factory=list)  # revisions `pfill db upgrade` would apply
-    tables: int = 0  # tables in the database (engine's or not)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def describe(self) -> str:
-        """One line: where the schema is and what to do about it."""
-        where = f"database {self.database}"
-        if self.status == "current":
-            return f"{where}: schema at {_label(self.current)}, the head"
-        if self.status == "behind":
-            return (f"{where}: schema is at {_label(self.current)}, this pfill needs {_label(self.head)} "
-                    f"({len(self.pending)} revision(s) to apply)")
-        if self.status == "ahead":
-            return f"{where}: schema is at {self.current}, newer than this pfill knows (head {_label(self.head)})"
-        if self.status == "unversioned":
-            return f"{where}: schema is at an unversioned engine schema (from before migrations), not {self.head}"
-        found = f" (it has {self.tables} other table(s))" if self.tables else " (it is empty)"
-        return f"database {self.database} is not initialised for the engine{found}"
-
-    def error(self) -> SchemaError:
-        hints = {"absent": "not initialised; run `pfill db init` (then `pfill demo-data` for demo inputs)",
-                 "ahead": "upgrade pfill-kit to the version that wrote this schema",
-                 "behind": "run `pfill db upgrade` (`pfill db upgrade --sql` shows the SQL first)",
-                 "unversioned": "run `pfill db upgrade` (`pfill db upgrade --sql` shows the SQL first)"}
-        return SchemaError(self.describe(), hint=hints.get(self.status))
-
-
-def _version(conn: sa.Connection, tables: set[str]) -> str | None:
-    if VERSION_TABLE not in tables:
-        return None
-    heads = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
-    return heads[0] if heads else None
-
-
-def _is_engine(tables: set[str]) -> bool:
-    return VERSION_TABLE in tables or {schema.pfill_run_history.name, schema.loan.name} <= tables
+def _known() -> list[tuple[str, str]]:
+    """(revision, label) from the baseline to head, as Alembic has them (the label: the docstring up to
+    its first colon)."""
+    return [(s.revision, (s.doc or "").split(":")[0].strip()) for s in reversed(list(_script().walk_revisions()))]
 
 
 def _state(conn: sa.Connection, url: str) -> SchemaState:
-    tables = set(sa.inspect(conn).get_table_names())
-    current, target = _version(conn, tables), head()
-    if not _is_engine(tables):
-        status = "absent"
-    elif VERSION_TABLE not in tables or current is None:
-        status = "unversioned"
-    elif current == target:
-        status = "current"
-    else:
-        try:
-            pending = [s.revision for s in _script().iterate_revisions(target, current)]
-        except Exception:  # alembic's CommandError / ResolutionError: not a revision of this pfill
-            return SchemaState(url, "ahead", current, target, [], len(tables))
-        return SchemaState(url, "behind", current, target, list(reversed(pending)), len(tables))
-    pending = [r for r, _ in revisions()] if status in ("absent", "unversioned") else []
-    return SchemaState(url, status, current, target, pending, len(tables))
+    return state_of(conn, url, _known())
 
 
 def schema_state(engine: Engine) -> SchemaState:
@@ -185,10 +120,7 @@ def schema_state(engine: Engine) -> SchemaState:
 def require_current(engine: Engine) -> SchemaState:
     """The state when the schema is at head, else a SchemaError saying where it is and which command
     fixes it (`pfill db init`, `pfill db upgrade`). Reads only."""
-    state = schema_state(engine)
-    if state.status != "current":
-        raise state.error()
-    return state
+    return versioned_require_current(engine, _known())
 
 
 def require_schema(engine: Engine) -> None:
@@ -249,7 +181,7 @@ def _migrate(engine: Engine, *, allow_create: bool) -> list[str]:
             changes += [f"unversioned schema: {c}" for c in complete_unversioned(conn)]
             command.stamp(config, BASELINE)
             changes.append(f"stamped {_label(BASELINE)}")
-        before = _version(conn, set(sa.inspect(conn).get_table_names()))
+        before = read_revision(conn, set(sa.inspect(conn).get_table_names()))
         command.upgrade(config, "head")
         if before != state.head:
             changes.append(f"created at {_label(state.head)}" if before is None

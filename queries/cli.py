@@ -13,6 +13,7 @@ from pfill.dialects import DIALECTS, dialect_of, pretty
 from pfill.errors import EXIT_ERROR, UsageError
 from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, format_table, info, print_table
+from pfill.schema_version import require_current
 
 from . import preview as runner
 from .catalog import Query, get_query, load_queries
@@ -111,6 +112,7 @@ def preview(
         return
     engine = runner.connect(db_url)
     try:
+        require_current(engine)  # a read: an old schema is refused with `pfill db upgrade`, never changed
         status = runner.check_run(engine, tenant, run_id)
         if run_id is None and status is None:
             info(f"note: tenant {tenant!r} has no Complete run yet: the run reports are empty")
