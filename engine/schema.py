@@ -246,10 +246,13 @@ pfill_run_history = sa.Table(
     sa.Column("strategy", sa.String(_CODE), comment="Allocation strategy: optimal (LP + repair) or greedy"),
     sa.Column("objective_value", sa.Float,
               comment="Trade value + cash value - pair-off cost of the allocation, dollars (solver/objective.py)"),
-    sa.Column("lp_bound", sa.Float, comment="LP relaxation upper bound on objective_value (optimal strategy)"),
+    sa.Column("lp_bound", sa.Float,
+              comment="Upper bound on objective_value over every allocation that keeps the hard limits and fills "
+                      "the trades the greedy fills (per component: the LP with those fills required, or the MIP's "
+                      "dual bound); optimal strategy"),
     sa.Column("gap_pct", sa.Float,
               comment="(lp_bound - objective_value) / (lp_bound - do-nothing value) x 100: premium left on the table"),
-    sa.Column("solver_seconds", sa.Float, comment="Seconds spent in the LP solver (optimal strategy)"),
+    sa.Column("solver_seconds", sa.Float, comment="Seconds spent in HiGHS: the LPs and the MIPs (optimal strategy)"),
     sa.Column("duration_seconds", sa.Float, comment="started_at to completed_at"),
     sa.Column("step_seconds_json", sa.Text, comment='Seconds per step as JSON: {"cash_grid": 0.1, ...}'),
     sa.Column("response_json", sa.Text, comment="Summary document as JSON (counters + step seconds)"),

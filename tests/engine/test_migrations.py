@@ -31,7 +31,7 @@ OPTIMISER_COLUMNS = ("strategy", "objective_value", "lp_bound", "gap_pct", "solv
 READS = (["runs", "list"], ["runs", "show", "latest"], ["runs", "latest"])
 WRITES = (["run", "--as-of", AS_OF.isoformat()], ["demo-data", "--loans", "50", "--trades", "3"],
           ["runs", "reconcile"])
-HEAD, HEAD_LABEL = "0003", "0003 (candidate options)"
+HEAD, HEAD_LABEL = "0004", "0004 (quality comments)"
 NEXT = f"{int(HEAD) + 1:04d}"
 ALL = [f"{n:04d}" for n in range(1, int(HEAD) + 1)]
 
@@ -217,7 +217,7 @@ def test_0003_replaces_the_candidate_rows_with_options_and_trade_groups_and_back
     tables = _tables(engine)
     assert "pfill_candidate_options" not in tables and "pfill_trade_groups" not in tables
     assert tables[CANDY] == {c.name for c in baseline[CANDY].columns} | {"index:ix_pfill_candy_run_trade"}
-    assert db.schema_state(engine).pending == [HEAD]
+    assert db.schema_state(engine).pending == ["0003", HEAD]
     code, _, err = _pfill(db_url, "db", "upgrade")
     assert code == 0 and db.schema_state(engine).status == "current"
 
