@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pfill.dialects import parse_url
+from pfill.urls import parse_url
 
 from .desired import TEMPORAL, DesiredObject, DesiredState, masked_uri
 

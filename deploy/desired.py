@@ -15,9 +15,9 @@ from typing import Any
 
 from pfill.config import Environment, Tenant
 from pfill.dashboards.specs import ChartSpec, LoadedSpec
-from pfill.dialects import parse_url
 from pfill.errors import ConfigError
 from pfill.queries.catalog import Query
+from pfill.urls import parse_url
 
 from .charts import chart_params, query_context
 from .identity import Ids, ObjectKey, dataset_certification, deployed_slug, external_url, managed_fields
@@ -73,9 +73,7 @@ def dataset_name(query: str, env: str, tenant: str) -> str:
 def masked_uri(url: str) -> str:
     """The URI as Superset lists it back: password replaced by its mask."""
     parsed = parse_url(url)
-    if parsed.password:
-        parsed = parsed.set(password=MASKED_PASSWORD)
-    return parsed.render_as_string(hide_password=False)
+    return (parsed.with_password(MASKED_PASSWORD) if parsed.password else parsed).render()
 
 
 def _json(value: Any) -> str:

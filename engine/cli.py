@@ -22,10 +22,11 @@ import click
 import sqlalchemy as sa
 
 from pfill.config import Settings
-from pfill.database import check_url, open_database
+from pfill.database import open_database
 from pfill.errors import UsageError
 from pfill.options import json_option, pass_settings, tenant_option
 from pfill.output import emit_json, info, print_table, step
+from pfill.urls import check_url
 
 from . import db, demo_data, runs
 from .market import check_business_date

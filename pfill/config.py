@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .dialects import DIALECTS, dialect_of, parse_url
+from .dialects import DIALECTS, dialect_of
 from .errors import ConfigError
 from .secrets import mask_url
 from .tenants import check_tenant
+from .urls import check_url, parse_url
 from .yamlfile import LocatedYaml, check_keys, load_located
 
 LOCAL_ENV = "local"
@@ -158,8 +159,6 @@ class Settings:
     ) -> Settings:
         home_path = Path(home or os.environ.get("PFILL_HOME") or ".pfill").expanduser().absolute()
         db_url = db or os.environ.get("PFILL_DB_URL") or f"sqlite:///{home_path / 'pfill.db'}"
-        from .database import check_url  # fail early on a malformed or unsupported URL, saying why
-
         check_url(db_url, "--db" if db else "PFILL_DB_URL" if os.environ.get("PFILL_DB_URL") else None)
         dialect_of(db_url)
         config_path: Path | None = None
@@ -338,7 +337,7 @@ def _expand(value: Any, where: str) -> str:
 def _literal_password(url: str) -> bool:
     try:
         return bool(parse_url(url).password)
-    except Exception:
+    except ValueError:
         return False
 
 

@@ -1,7 +1,7 @@
 """Opening a database: one policy for the engine, preview, verify and the demo.
 
 - one SQLAlchemy engine per URL per process;
-- the URL is checked before use (`check_url`): something that is not a URL, a port that is not a
+- the URL is checked before use (`urls.check_url`): something that is not a URL, a port that is not a
   number or is out of range, is one line naming the URL;
 - SQLite files get WAL and a busy timeout, so `runs list` / `runs cancel` can read and write while a
   run holds a write transaction; their folder is created, unless the file must already exist; a
@@ -20,37 +20,18 @@ import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 
 from .errors import ConfigError, PfillError
 from .secrets import mask_text, mask_url
+from .urls import check_url
 
 CONNECT_TIMEOUT_SECONDS = 5
 _engines: dict[str, Engine] = {}
-_PORT = re.compile(r"^[^:/]+://(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?]*):(?P<port>[^/?]*)")
-_URL_EXAMPLE = "a database URL looks like sqlite:///path/pfill.db or postgresql://user:${PASSWORD}@host:5432/db"
-_PORT_HINT = "use a port from 1 to 65535, e.g. postgresql://user@host:5432/db"
 
 
 class DatabaseError(PfillError):
     """A database that cannot be opened or used: one line naming it (password masked) and the cause."""
-
-
-def check_url(url: str, where: str | None = None) -> URL:
-    """The parsed URL, or a ConfigError naming it (password masked), `where` it came from, and what is
-    wrong: not a URL, a port that is not a number or is outside 1-65535."""
-    label = f"database URL {mask_url(url)}" + (f" ({where})" if where else "")
-    try:
-        parsed = make_url(url)
-    except ValueError:  # SQLAlchemy's int() of the port
-        match = _PORT.match(url)
-        port = match["port"] if match else "?"
-        raise ConfigError(f"{label}: port {port!r} is not a number", hint=_PORT_HINT) from None
-    except Exception:
-        raise ConfigError(f"{label}: not a database URL", hint=_URL_EXAMPLE) from None
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise ConfigError(f"{label}: port {parsed.port} is out of range (1-65535)", hint=_PORT_HINT)
-    return parsed
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +45,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 def sqlite_file(url: str) -> Path | None:
     """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
     parsed = check_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if parsed.backend != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(str(parsed.database))
 

@@ -9,16 +9,13 @@ sqlglot's own transform rather than by hand.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp, transforms
 
 from .errors import ConfigError, UsageError
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import URL
 from .secrets import mask_url
+from .urls import parse_url
 
 # Report dialect (SQLAlchemy's backend name) -> sqlglot dialect name.
 SQLGLOT_NAMES = {"sqlite": "sqlite", "postgresql": "postgres", "mssql": "tsql"}
@@ -36,19 +33,11 @@ def sqlglot_name(dialect: str) -> str:
     return SQLGLOT_NAMES[check_dialect(dialect)]
 
 
-def parse_url(url: str) -> URL:
-    """SQLAlchemy's URL parser, imported on first use: SQLAlchemy takes a tenth of a second to import,
-    and deploy commands need only its URL parsing."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url)
-
-
 def dialect_of(url: str) -> str:
     """The report dialect (sqlite, postgresql, mssql) of a SQLAlchemy URL."""
     try:
-        backend = parse_url(url).get_backend_name()
-    except Exception:
+        backend = parse_url(url).backend
+    except ValueError:
         raise ConfigError(f"not a database URL: {mask_url(url)!r}") from None
     if backend not in SQLGLOT_NAMES:
         raise ConfigError(f"unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
