@@ -60,6 +60,7 @@ from .problem import (
 )
 from .repair import RepairState
 from .rounding import deal_to_trades, round_buckets
+from .stay import keep_pools
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
 PACK_SECONDS = 1.0  # knapsack repacking of trades (pack.py), best potential first, this long,
@@ -340,6 +341,26 @@ def improve_with_mip(p: AllocationProblem, loan_trade: np.ndarray, components: l
     return stats
 
 
+def stay_in_pools(p: AllocationProblem, loan_trade: np.ndarray, reference: np.ndarray, components: list[Component],
+                  opt_points: np.ndarray, bands: Bands, required: np.ndarray) -> int:
+    """Pooled loans back to their pool's trade where that costs at most stay.STAY_POINTS each (stay.py),
+    changing `loan_trade` in place. What a component may lose in all: no more than keeps it worth at
+    least the greedy's allocation (keep_the_better), and, when it is proven optimal, no more than keeps
+    it proven. Returns the loans moved back."""
+    budget = np.zeros(len(components))
+    loan_budget = np.full(p.n_loans, -1, dtype=np.int64)
+    for k, comp in enumerate(components):
+        mine = component_value(p, loan_trade, comp.loans, comp.trades, opt_points, bands)
+        allowed = mine - component_value(p, reference, comp.loans, comp.trades, opt_points, bands)
+        if comp.exact and _fills(p, loan_trade, comp, bands, required):
+            slack = proven_slack(comp.bound_fill) - (comp.bound_fill - mine)
+            if slack >= 0:  # proven: stays so
+                allowed = min(allowed, slack)
+        budget[k] = max(0.0, allowed)
+        loan_budget[comp.loans] = k
+    return keep_pools(p, loan_trade, opt_points, bands.pair_off, budget, loan_budget)
+
+
 def _with(loan_trade: np.ndarray, loans: np.ndarray, assigned: np.ndarray | None) -> np.ndarray | None:
     if assigned is None:
         return None
@@ -408,6 +429,10 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     mip_stats = improve_with_mip(p, loan_trade, components, opt_points, bands, required, mip_seconds)
     from_greedy = better | keep_the_better(p, loan_trade, reference.loan_trade, components, opt_points, bands,
                                            required)
+    before_stay, stay_started = loan_trade.copy(), time.monotonic()
+    stayed = stay_in_pools(p, loan_trade, reference.loan_trade, components, opt_points, bands, required)
+    moved_by_stay = loan_trade != before_stay
+    stay_seconds = time.monotonic() - stay_started
 
     value = ob.evaluate(p, loan_trade)
     for comp in components:
@@ -420,8 +445,11 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     free_bound = total_bound(p, components, bands, fill=False) if exact else float("nan")
     proven = exact and all(c.proven for c in components)
     from_greedy &= loan_trade == reference.loan_trade
-    loan_pass = np.select([fixed, loan_trade < 0, from_greedy, loan_trade != repaired, loan_trade == lp_trade],
-                          [PASS_LOCKED, PASS_NONE, reference.loan_pass, PASS_MIP, PASS_LP], default=PASS_REPAIR)
+    from_greedy &= ~moved_by_stay
+    loan_pass = np.select([fixed, loan_trade < 0, moved_by_stay, from_greedy, loan_trade != repaired,
+                           loan_trade == lp_trade],
+                          [PASS_LOCKED, PASS_NONE, PASS_REPAIR, reference.loan_pass, PASS_MIP, PASS_LP],
+                          default=PASS_REPAIR)
     stats: dict[str, float] = {
         "objective_value": round(value.objective, 2),
         "lp_bound": round(bound, 2),
@@ -436,7 +464,8 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "components_proven": sum(c.proven for c in components),
         "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
         "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3),
-        "greedy_components": sum(bool(from_greedy[c.loans].any()) for c in components), **mip_stats,
+        "greedy_components": sum(bool(from_greedy[c.loans].any()) for c in components),
+        "stayed_in_pool": stayed, "stay_seconds": round(stay_seconds, 3), **mip_stats,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)
 

@@ -1,0 +1,59 @@
+"""The `optimal` strategy keeps a pooled loan in its pool's trade when moving it gains nothing (stay.py):
+on books where staying is as good as any move, nothing moves, and the value and the bound are those the
+allocation had without the preference (one objective: the bound is untouched, the value is optimal)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pfill.engine.solver import AllocationProblem, allocate, stay
+from pfill.engine.solver import objective as ob
+
+
+def _tied_book(seed: int, n_trades: int = 4, per: int = 6, prices_apart: bool = False) -> AllocationProblem:
+    """Trades of one group (the same loans fit all of them), each sized to its pooled loans (loans of one
+    size, scores of their own): every loan is worth as much in any trade (equal prices), so staying is
+    an optimum; the pooled loans are spread over the trades in a random order, so an allocation that
+    ignores where they sit moves most of them. (Loans of different sizes in tight bands may need several
+    loans exchanged at once to go home; stay.py exchanges one for one.)"""
+    rng = np.random.default_rng(seed)
+    n = n_trades * per
+    upb = np.full(n, 250_000.0)
+    current = rng.permutation(np.repeat(np.arange(n_trades), per))
+    amount = np.bincount(current, weights=upb, minlength=n_trades)
+    price = np.full(n_trades, 100.5) + (np.arange(n_trades) * 0.25 if prices_apart else 0.0)
+    return AllocationProblem(
+        loan_upb=upb, loan_high_balance=np.zeros(n, dtype=bool), loan_current_trade=current,
+        loan_fixed_trade=np.full(n, -1), loan_no_candidate_reason=np.zeros(n, dtype=np.int8),
+        trade_amount=amount, trade_tolerance_pct=np.full(n_trades, 0.5), trade_stage=np.ones(n_trades, dtype=np.int64),
+        trade_high_balance_cap_pct=np.full(n_trades, np.nan), trade_group=np.zeros(n_trades, dtype=np.int64),
+        trade_premium=price, opt_loan=np.arange(n), opt_group=np.zeros(n, dtype=np.int64),
+        opt_score=np.round(rng.uniform(0.0, 0.5, n), 3), loan_cash_price=np.full(n, 99.0),
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nothing_moves_where_staying_is_as_good(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _tied_book(seed)
+    r = allocate(p, "optimal")
+    assert np.array_equal(r.loan_trade, p.loan_current_trade)
+    assert r.stats["stayed_in_pool"] > 0  # the allocation before the preference had moved them
+    assert r.stats["objective_value"] == pytest.approx(r.stats["lp_bound"], abs=0.02)
+    assert r.stats["proven_optimal"] == 1 and (r.trade_status == "Filled").all()
+
+    monkeypatch.setattr(stay, "STAY_POINTS", -1.0)  # no preference: the same value, most loans moved
+    before = allocate(p, "optimal")
+    assert before.stats["objective_value"] == pytest.approx(r.stats["objective_value"], abs=0.02)
+    assert before.stats["lp_bound"] == pytest.approx(r.stats["lp_bound"], abs=0.02)
+    assert (before.loan_trade != p.loan_current_trade).sum() > p.n_loans // 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_move_that_pays_is_kept(seed: int) -> None:
+    """Prices apart: each loan is worth more in the dearer trades, so the optimum moves loans where that
+    pays; the preference never gives that up (the value stays the bound, within cents)."""
+    p = _tied_book(seed, prices_apart=True)
+    r = allocate(p, "optimal")
+    assert r.stats["objective_value"] >= ob.evaluate(p, p.loan_current_trade).objective - 0.02
+    assert r.stats["objective_value"] == pytest.approx(r.stats["lp_bound"], abs=1.0)
