@@ -21,7 +21,7 @@ import prison
 from .client import SupersetClient, SupersetError
 from .desired import DesiredState, dataset_name
 from .identity import deployed_slug
-from .live import LiveState, read_live
+from .live import LiveState
 from .plan import Change, FieldDiff, Plan
 
 DATASOURCE_ACCESS = "datasource_access"
@@ -109,7 +109,9 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
         if role:
             client.delete(f"/api/v1/security/roles/{role['id']}", expect=(404,))
         return client.writes - writes
-    live = read_live(client, state)  # the ids of what the import just created
+    # the ids of the tenant's dashboards, those the import just created included: one filtered list
+    wanted_dashboards = [{"col": "uuid", "opr": "in", "value": [o.uuid for o in state.by_kind("dashboard")]}]
+    dashboards = list(client.iter_list("dashboard", wanted_dashboards, columns=["id", "roles.id"]))
     security = SecurityState.read(client, set(state.tenant.viewers))
     role = security.roles.get(change.name)
     role_id = role["id"] if role else _create_role(client, change.name)
@@ -120,9 +122,8 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     current = sorted((role or {}).get("permission_ids", []))
     if wanted != current:
         client.post(f"/api/v1/security/roles/{role_id}/permissions", json={"permission_view_menu_ids": wanted})
-    for obj in live.objects.values():
-        if obj.kind == "dashboard" and [r.get("id") for r in obj.fields.get("roles") or []] != [role_id]:
-            client.put(f"/api/v1/dashboard/{obj.id}", json={"roles": [role_id]})
+    client.put_many([(f"/api/v1/dashboard/{d['id']}", {"roles": [role_id]}) for d in dashboards
+                     if [r.get("id") for r in d.get("roles") or []] != [role_id]])
     holders = set((role or {}).get("user_ids", []))
     missing_users = [name for name in state.tenant.viewers if name not in security.users]
     if missing_users:

@@ -457,12 +457,21 @@ class SupersetClient:
     def get_many(self, paths: list[str], **kwargs: Any) -> list[Any]:
         """GET several independent paths side by side over the session's connection pool, in order.
         (List endpoints stay one call after another: a plan must never see a partial list.)"""
+        return self._side_by_side("GET", [(path, kwargs) for path in paths])
+
+    def put_many(self, calls: list[tuple[str, Any]]) -> list[Any]:
+        """PUT a JSON body to each of several different objects side by side, in order."""
+        return self._side_by_side("PUT", [(path, {"json": body}) for path, body in calls])
+
+    def _side_by_side(self, method: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         if self._access_token is None:
             self.login()
-        if len(paths) <= 1:
-            return [self.get(path, **kwargs) for path in paths]
-        with ThreadPoolExecutor(max_workers=min(CONCURRENT_GETS, len(paths))) as pool:
-            return list(pool.map(lambda path: self.get(path, **kwargs), paths))
+        if method in WRITE_METHODS:
+            self._csrf()  # once, before the threads ask for it
+        if len(calls) <= 1:
+            return [self.request(method, path, **kwargs) for path, kwargs in calls]
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_GETS, len(calls))) as pool:
+            return list(pool.map(lambda call: self.request(method, call[0], **call[1]), calls))
 
     def find_by_uuid(self, resource: str, uuid: str) -> dict[str, Any] | None:
         found = list(self.iter_list(resource, [{"col": "uuid", "opr": "eq", "value": uuid}]))
