@@ -10,10 +10,10 @@ completed in between (its rows never change, so an offset is exact). The overvie
 (created_at, run_id), newest first: runs added or purged between pages shift no page."""
 
 import inspect
-import json
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -65,7 +65,9 @@ def _camel(name: str) -> str:
 
 
 def _json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, default=reports.json_default, separators=(",", ":")),
+    # orjson: a page of 1,000 rows is written in a tenth of the stdlib's time (15-40 ms of a page's
+    # 50-600 ms at 100k loans, bench_api part 4); datetimes go through json_default as before
+    return Response(orjson.dumps(body, default=reports.json_default, option=orjson.OPT_PASSTHROUGH_DATETIME),
                     media_type="application/json", headers=headers)
 
 
