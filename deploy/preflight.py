@@ -10,8 +10,6 @@ passes all of these and writes, or writes nothing.
 
 from __future__ import annotations
 
-from sqlglot import exp
-
 from pfill.dialects import wrap
 from pfill.errors import PfillError
 
@@ -55,7 +53,8 @@ def emptied(plans: list[Plan]) -> list[tuple[str, str]]:
 
 def sql_problems(plans: list[Plan]) -> list[tuple[str, str]]:
     """Each created or changed dataset's SQL, run on its tenant's database with no row returned."""
-    from sqlalchemy import text  # SQLAlchemy only when something is to be written
+    from sqlalchemy import text  # SQLAlchemy and sqlglot only when something is to be written
+    from sqlglot import exp
 
     from pfill.database import first_line, open_database
 

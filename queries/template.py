@@ -24,9 +24,8 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
-from sqlglot import exp
 
-from pfill.dialects import sqlglot_name
+from pfill.dialects import check_dialect, sqlglot_name
 from pfill.errors import UsageError
 from pfill.tenants import TENANT  # the one tenant grammar
 from pfill.yamlfile import read_source
@@ -69,7 +68,34 @@ def check_run_id(run_id: str) -> str:
 
 
 def sql_literal(value: Any, dialect: str) -> SqlLiteral:
-    """`value` as a SQL literal for the dialect (strings quoted and escaped by sqlglot)."""
+    """`value` as a SQL literal for the dialect (strings quoted and escaped by sqlglot; the plain values
+    a deploy writes, as sqlglot writes them, without importing it: tests/queries/test_quoting.py)."""
+    if isinstance(value, str) and any(mark in value for mark in _JINJA_MARKS):
+        # Superset evaluates Jinja anywhere in a dataset's SQL, string literals included.
+        raise UsageError(f"value {value!r} contains template markup ({{{{, {{% or {{#)")
+    plain = _plain_literal(value, dialect)
+    return SqlLiteral(plain if plain is not None else _sqlglot_literal(value, dialect), value)
+
+
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 _.:/@+=,-]*")  # the same between quotes in every dialect
+
+
+def _plain_literal(value: Any, dialect: str) -> str | None:
+    check_dialect(dialect)
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return ("TRUE" if value else "FALSE") if dialect == "postgresql" else str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value):
+        return f"'{value}'"
+    return None
+
+
+def _sqlglot_literal(value: Any, dialect: str) -> str:
+    from sqlglot import exp
+
     if value is None:
         node: exp.Expression = exp.Null()
     elif isinstance(value, bool):
@@ -77,17 +103,16 @@ def sql_literal(value: Any, dialect: str) -> SqlLiteral:
     elif isinstance(value, (int, float)):
         node = exp.Literal.number(value)
     elif isinstance(value, str):
-        if any(mark in value for mark in _JINJA_MARKS):
-            # Superset evaluates Jinja anywhere in a dataset's SQL, string literals included.
-            raise UsageError(f"value {value!r} contains template markup ({{{{, {{% or {{#)")
         node = exp.Literal.string(value)
     else:
         raise UsageError(f"cannot write a {type(value).__name__} as a SQL literal")
-    return SqlLiteral(node.sql(dialect=sqlglot_name(dialect)), value)
+    return node.sql(dialect=sqlglot_name(dialect))
 
 
 def quote_identifier(name: str, dialect: str) -> str:
-    return exp.to_identifier(check_identifier(name), quoted=True).sql(dialect=sqlglot_name(dialect))
+    """A quoted identifier (as sqlglot writes it: the name's characters need no escaping)."""
+    check_identifier(name)
+    return f"[{name}]" if check_dialect(dialect) == "mssql" else f'"{name}"'
 
 
 _TAGS = (("[#", "#]"), ("[%", "%]"), ("[[", "]]"))
@@ -197,6 +222,8 @@ def template_environment(folder: Path) -> jinja2.Environment:
 # -- Superset's query-time Jinja, evaluated with defaults for a preview --------------------------
 def _where_in(values: list[Any], mark: str = "'") -> str:
     # Superset's own filter; the stub quotes the same way (only used on stub defaults).
+    from sqlglot import exp
+
     return "(" + ", ".join(exp.Literal.string(str(v)).sql() for v in values) + ")"
 
 
