@@ -34,8 +34,8 @@ _URL = re.compile(  # sqlalchemy.engine.url._parse_url's pattern
     re.X,
 )
 _PORT = re.compile(r"^[^:/]+://(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/?]*):(?P<port>[^/?]*)")
-URL_EXAMPLE = "a database URL looks like sqlite:///path/pfill.db or postgresql://user:${PASSWORD}@host:5432/db"
-PORT_HINT = "use a port from 1 to 65535, e.g. postgresql://user@host:5432/db"
+_URL_EXAMPLE = "a database URL looks like sqlite:///path/pfill.db or postgresql://user:${PASSWORD}@host:5432/db"
+_PORT_HINT = "use a port from 1 to 65535, e.g. postgresql://user@host:5432/db"
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def check_url(url: str, where: str | None = None) -> DbUrl:
         parsed = parse_url(url)
     except ValueError:
         if match and not match["port"].isdigit() and match["port"]:
-            raise ConfigError(f"{label}: port {match['port']!r} is not a number", hint=PORT_HINT) from None
-        raise ConfigError(f"{label}: not a database URL", hint=URL_EXAMPLE) from None
+            raise ConfigError(f"{label}: port {match['port']!r} is not a number", hint=_PORT_HINT) from None
+        raise ConfigError(f"{label}: not a database URL", hint=_URL_EXAMPLE) from None
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise ConfigError(f"{label}: port {parsed.port} is out of range (1-65535)", hint=PORT_HINT)
+        raise ConfigError(f"{label}: port {parsed.port} is out of range (1-65535)", hint=_PORT_HINT)
     return parsed
