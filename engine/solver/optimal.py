@@ -431,8 +431,13 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
                                            required)
     before_stay, stay_started = loan_trade.copy(), time.monotonic()
     stayed = stay_in_pools(p, loan_trade, reference.loan_trade, components, opt_points, bands, required)
-    moved_by_stay = loan_trade != before_stay
     stay_seconds = time.monotonic() - stay_started
+    # a MIP stopped by its time limit may keep an incumbent that leaves a trade short beside an unplaced
+    # loan that fits it (and stay may shorten a trade that was short anyway): such loans go in
+    sweep = RepairState(p, loan_trade, opt_points, bands.pair_off, free_opts, required)
+    swept = sweep.fill_short()
+    loan_trade = sweep.loan_trade
+    moved_late = loan_trade != before_stay
 
     value = ob.evaluate(p, loan_trade)
     for comp in components:
@@ -445,8 +450,8 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     free_bound = total_bound(p, components, bands, fill=False) if exact else float("nan")
     proven = exact and all(c.proven for c in components)
     from_greedy &= loan_trade == reference.loan_trade
-    from_greedy &= ~moved_by_stay
-    loan_pass = np.select([fixed, loan_trade < 0, moved_by_stay, from_greedy, loan_trade != repaired,
+    from_greedy &= ~moved_late
+    loan_pass = np.select([fixed, loan_trade < 0, moved_late, from_greedy, loan_trade != repaired,
                            loan_trade == lp_trade],
                           [PASS_LOCKED, PASS_NONE, PASS_REPAIR, reference.loan_pass, PASS_MIP, PASS_LP],
                           default=PASS_REPAIR)
@@ -465,7 +470,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
         "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3),
         "greedy_components": sum(bool(from_greedy[c.loans].any()) for c in components),
-        "stayed_in_pool": stayed, "stay_seconds": round(stay_seconds, 3), **mip_stats,
+        "stayed_in_pool": stayed, "stay_seconds": round(stay_seconds, 3), "swept_into_short": swept, **mip_stats,
     }
     return build_result(p, loan_trade, loan_pass.astype(np.int8), stats)
 

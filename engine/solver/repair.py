@@ -144,18 +144,11 @@ class RepairState:
         out_l, out_t, out_o = [], [], []
 
         # into short trades of the group
-        short = self.shortfall() > EPS
-        short_trades = trades[short[trades]]
-        if len(short_trades):
-            s_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[short_trades], minlength=p.n_groups))]
-            g = p.opt_group[opts]
-            count = s_start[g + 1] - s_start[g]
-            has = count > 0
-            o, g, count = opts[has], g[has], count[has]
-            rep = np.repeat(o, count)
-            out_l.append(p.opt_loan[rep])
-            out_t.append(short_trades[ranges(s_start[g], count)])
-            out_o.append(rep)
+        into_short = self._into_short(opts)
+        if len(into_short[0]):
+            out_l.append(into_short[0])
+            out_t.append(into_short[1])
+            out_o.append(into_short[2])
 
         # a loan at its alternative: the first trade of the group (best premium first) with room
         room = self.max_allowed - self.fill
@@ -181,6 +174,44 @@ class RepairState:
             return empty, empty, np.zeros(0)
         loan, dest, opt = np.concatenate(out_l), np.concatenate(out_t), np.concatenate(out_o)
         return loan, dest, self.opt_points[opt] + p.trade_premium[dest]
+
+    def _into_short(self, opts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(loan, trade, option) for each of `opts` and each short trade of the option's group."""
+        p = self.p
+        _, trades = p.group_trades()
+        short_trades = trades[self.shortfall()[trades] > EPS]
+        s_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[short_trades], minlength=p.n_groups))]
+        g = p.opt_group[opts]
+        count = s_start[g + 1] - s_start[g]
+        has = count > 0
+        o, g, count = opts[has], g[has], count[has]
+        rep = np.repeat(o, count)
+        return p.opt_loan[rep], short_trades[ranges(s_start[g], count)], rep
+
+    def fill_short(self) -> int:
+        """Loans at their alternative into short trades they fit (within max and the high-balance cap)
+        where that pays, best gain first, until none does. Only ever adds loans to short trades, so it
+        keeps every band and raises the value. Returns the loans placed."""
+        p = self.p
+        placed = 0
+        while True:
+            at_alt = self.free_opts[self.loan_trade[p.opt_loan[self.free_opts]] < 0]
+            loan, dest, opt = self._into_short(at_alt)
+            keep = self.fits(loan, dest)
+            loan, dest, points = loan[keep], dest[keep], self.opt_points[opt[keep]] + p.trade_premium[dest[keep]]
+            gain = self.gains(loan, dest, points)
+            order = np.flatnonzero(gain > MIN_GAIN)
+            order = order[np.argsort(-gain[order], kind="stable")]
+            accepted = 0
+            for i, t, pts in zip(loan[order].tolist(), dest[order].tolist(), points[order].tolist(), strict=True):
+                # re-checked: an earlier move may have placed the loan or filled the trade
+                short = self.fill[t] < self.min_allowed[t] - EPS
+                if self.loan_trade[i] < 0 and short and self._gain_one(i, t, pts) > MIN_GAIN:
+                    self._move(i, t, pts)
+                    accepted += 1
+            placed += accepted
+            if accepted == 0:
+                return placed
 
     def improve(self) -> None:
         """Rounds of positive-gain moves (inserts from the alternative, shifts into short trades)."""
