@@ -31,6 +31,7 @@ from .problem import (
     PASS_SUBSTITUTION,
     AllocationProblem,
     AllocationResult,
+    best_per_segment,
     ranges,
 )
 
@@ -112,14 +113,16 @@ class _GreedyState:
             ptr=lo[order], end=np.r_[list_start[g + 1], lo[len(opts):] + 1][order],
         )
 
-    def _skip_dead(self, w: _Walks, idx: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    def _skip_dead(self, w: _Walks, idx: np.ndarray, limit: np.ndarray, changed: np.ndarray | None) -> np.ndarray:
         """Move each walk in `idx` past the trades that cannot take its loan now (too little room, or the
-        high-balance cap); returns the walks with a trade left."""
+        high-balance cap); returns the walks with a trade left. Rooms only shrink within a fill round, so
+        only walks whose head is a `changed` trade (one that took loans since; None: every trade) can
+        have died."""
         room = limit - self.fill + EPS
         hb_room = self.hb_cap - self.hb_fill + EPS
-        check = idx
+        check = idx if changed is None else idx[changed[w.head[idx]]]
         while len(check):
-            head = w.trades[w.ptr[check]]
+            head = w.head[check]
             upb = w.upb[check]
             too_big = upb > room[head]
             hb_block = w.hb[check] & (upb > hb_room[head])
@@ -127,8 +130,11 @@ class _GreedyState:
             self.hb_rejected[w.loan[check[hb_block & ~too_big & ~skip]]] = True
             dead = check[skip | too_big | hb_block]
             w.ptr[dead] += 1
-            check = dead[w.ptr[dead] < w.end[dead]]
-        return idx[w.ptr[idx] < w.end[idx]]
+            more = w.ptr[dead] < w.end[dead]
+            w.head[dead[~more]] = -1
+            check = dead[more]
+            w.head[check] = w.trades[w.ptr[check]]
+        return idx[w.head[idx] >= 0]
 
     def fill_rounds(self, allowed: np.ndarray, limit: np.ndarray, pass_code: int) -> None:
         """Proposal rounds for the unplaced loans over the `allowed` trades, up to `limit` per trade: each
@@ -137,22 +143,20 @@ class _GreedyState:
         p = self.p
         w = self._walks(allowed)
         w.upb, w.hb = self.upb[w.loan], self.hb[w.loan]
-        idx = np.arange(len(w.loan))
+        idx = np.flatnonzero(w.ptr < w.end)
+        w.head = np.full(len(w.loan), -1, dtype=np.int64)
+        w.head[idx] = w.trades[w.ptr[idx]]
+        changed = None
         while True:
-            idx = self._skip_dead(w, idx, limit)
+            idx = self._skip_dead(w, idx, limit, changed)
             if len(idx) == 0:
                 break
             self.rounds += 1
-            head = w.trades[w.ptr[idx]]
+            changed = np.zeros(p.n_trades, dtype=bool)
+            head = w.head[idx]
             loan = w.loan[idx]
             priority = w.base[idx] + p.trade_premium[head]
-            # each loan's best walk (ties: the lower trade index); idx is sorted by loan
-            seg = np.flatnonzero(np.r_[True, loan[1:] != loan[:-1]])
-            size = np.diff(np.r_[seg, len(idx)])
-            best = priority == np.repeat(np.maximum.reduceat(priority, seg), size)
-            key = np.where(best, head, np.iinfo(np.int64).max)
-            hit = np.flatnonzero(best & (head == np.repeat(np.minimum.reduceat(key, seg), size)))
-            first = hit[np.r_[True, loan[hit][1:] != loan[hit][:-1]]]
+            first = best_per_segment(loan, priority, head)  # each loan's best walk (idx is sorted by loan)
             loan, trade, priority = loan[first], head[first], priority[first]
             # each trade takes its proposals in priority order while they fit (first fit: a proposal
             # that no longer fits is passed over; it finds the trade full next round)
@@ -168,6 +172,7 @@ class _GreedyState:
                 if len(accepted) == 0:
                     break
                 self.place(loan[accepted], trade[accepted], pass_code)
+                changed[trade[accepted]] = True
                 o = o[~ok]
                 left = (upb[~ok] <= (limit - self.fill)[trade[o]] + EPS) & (
                     ~hb[~ok] | (upb[~ok] <= (self.hb_cap - self.hb_fill)[trade[o]] + EPS))
@@ -183,18 +188,17 @@ class _GreedyState:
             short = self.fill < self.min_allowed - EPS
             if not short.any():
                 break
-            # loans that can leave their trade (it stays above its min without them)
-            opts = self.free_opt
-            loan = p.opt_loan[opts]
-            donor = self.loan_trade[loan]
+            # loans that can leave their trade (it stays above its min without them), per loan first
+            donor = self.loan_trade
             safe_donor = np.maximum(donor, 0)
-            ok = (donor >= 0) & (self.loan_pass[loan] != PASS_LOCKED) & ~self.hb[loan]
-            ok &= self.fill[safe_donor] - self.upb[loan] >= self.min_allowed[safe_donor] - EPS
+            can_leave = (donor >= 0) & (self.loan_pass != PASS_LOCKED) & ~self.hb
+            can_leave &= self.fill[safe_donor] - self.upb >= self.min_allowed[safe_donor] - EPS
             short_trades = trades[short[trades]]
             short_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[short_trades], minlength=p.n_groups))]
+            opts = self.free_opt
+            opts = opts[can_leave[p.opt_loan[opts]]]
             g = p.opt_group[opts]
-            ok &= short_start[g + 1] > short_start[g]
-            opts = opts[ok]
+            opts = opts[short_start[g + 1] > short_start[g]]
             if len(opts) == 0:
                 break
             # every (loan, short trade of its group) pair
@@ -210,10 +214,9 @@ class _GreedyState:
                 break
             bonus = (dest == p.loan_current_trade[loan]) * STABILITY_BONUS
             priority = p.opt_score[rep] + p.trade_premium[dest] + bonus
-            # One move per loan (its best destination); prefix sums keep destinations within max
-            # and donors within their min.
-            sel = np.lexsort((dest, -priority, loan))
-            sel = sel[np.r_[True, loan[sel][1:] != loan[sel][:-1]]]
+            # One move per loan (its best destination; the pairs are sorted by loan); prefix sums keep
+            # destinations within max and donors within their min.
+            sel = best_per_segment(loan, priority, dest)
             loan, dest, donor, upb = loan[sel], dest[sel], donor[sel], upb[sel]
             o = np.lexsort((-upb, dest))
             in_dest = _grouped_cumsum(dest[o], upb[o]) <= (self.max_allowed - self.fill)[dest[o]] + EPS
@@ -241,6 +244,7 @@ class _Walks:
     skip: np.ndarray  # the trade this walk leaves to the current-trade walk, -1 none
     ptr: np.ndarray
     end: np.ndarray
+    head: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # trades[ptr], -1 past the end
     upb: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the walk's loan's UPB
     hb: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # ... and high-balance flag
 

@@ -156,7 +156,7 @@ class AllocationProblem:
             if len(live) == 0:
                 break
             head = trades[start[self.opt_group[live]] + ptr[live]]
-            best = _best_per_segment(self.opt_loan[live], self.opt_score[live] + self.trade_premium[head], head)
+            best = best_per_segment(self.opt_loan[live], self.opt_score[live] + self.trade_premium[head], head)
             out_l.append(self.opt_loan[live[best]])
             out_t.append(head[best])
             out_r.append(np.full(len(best), rank))
@@ -320,7 +320,7 @@ def ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(start, dtype=np.int64) - (ends - count), count) + np.arange(total)
 
 
-def _best_per_segment(segment: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:
+def best_per_segment(segment: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:
     """Positions of the best entry of each run of equal `segment` values (sorted): highest score, then
     lowest `tie`."""
     if len(segment) == 0:
@@ -328,6 +328,9 @@ def _best_per_segment(segment: np.ndarray, score: np.ndarray, tie: np.ndarray) -
     seg = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
     size = np.diff(np.r_[seg, len(segment)])
     best = score == np.repeat(np.maximum.reduceat(score, seg), size)
+    hit = np.flatnonzero(best)
+    if len(hit) == len(seg):  # no ties (the usual case)
+        return hit
     key = np.where(best, tie, np.iinfo(np.int64).max)
     hit = np.flatnonzero(best & (tie == np.repeat(np.minimum.reduceat(key, seg), size)))
     return hit[np.r_[True, segment[hit][1:] != segment[hit][:-1]]]
