@@ -18,6 +18,8 @@ from typing import Any
 
 import prison
 
+from pfill.errors import ConfigError
+
 from .client import SupersetClient, SupersetError
 from .desired import DesiredState, dataset_name
 from .identity import deployed_slug
@@ -48,19 +50,28 @@ class SecurityState:
 
     @classmethod
     def read(cls, client: SupersetClient, viewers: set[str]) -> SecurityState:
-        roles = {row["name"]: row for row in client.iter_list("security/roles/search")}
-        found = client.get("/api/v1/security/permissions/", params={"q": prison.dumps(
-            {"filters": [{"col": "name", "opr": "eq", "value": DATASOURCE_ACCESS}]})})["result"]
-        grants: dict[int, str] = {}
-        if found:
-            only = [{"col": "permission", "opr": "rel_o_m", "value": found[0]["id"]}]
-            grants = {row["id"]: row["view_menu"]["name"]
-                      for row in client.iter_list("security/permissions-resources", only)}
-        users: dict[str, int] = {}
-        if viewers:
-            only = [{"col": "username", "opr": "in", "value": sorted(viewers)}]
-            users = {row["username"]: row["id"] for row in client.iter_list("security/users", only)}
+        """Roles, grants and the viewers asked for: three independent reads, side by side."""
+        roles, grants, users = client.together(
+            lambda: {row["name"]: row for row in client.iter_list("security/roles/search")},
+            lambda: _read_grants(client),
+            lambda: _read_users(client, viewers))
         return cls(roles, grants, users)
+
+
+def _read_grants(client: SupersetClient) -> dict[int, str]:
+    found = client.get("/api/v1/security/permissions/", params={"q": prison.dumps(
+        {"filters": [{"col": "name", "opr": "eq", "value": DATASOURCE_ACCESS}]})})["result"]
+    if not found:
+        return {}
+    only = [{"col": "permission", "opr": "rel_o_m", "value": found[0]["id"]}]
+    return {row["id"]: row["view_menu"]["name"] for row in client.iter_list("security/permissions-resources", only)}
+
+
+def _read_users(client: SupersetClient, viewers: set[str]) -> dict[str, int]:
+    if not viewers:
+        return {}
+    only = [{"col": "username", "opr": "in", "value": sorted(viewers)}]
+    return {row["username"]: row["id"] for row in client.iter_list("security/users", only)}
 
 
 def _tenant_tables(state: DesiredState) -> list[str]:
@@ -109,31 +120,34 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
         if role:
             client.delete(f"/api/v1/security/roles/{role['id']}", expect=(404,))
         return client.writes - writes
-    # the ids of the tenant's dashboards, those the import just created included: one filtered list
+    # the ids of the tenant's dashboards, those the import just created included (one filtered list),
+    # and the grants of its datasets, which exist only once they are imported
     wanted_dashboards = [{"col": "uuid", "opr": "in", "value": [o.uuid for o in state.by_kind("dashboard")]}]
-    dashboards = list(client.iter_list("dashboard", wanted_dashboards, columns=["id", "roles.id"]))
-    security = SecurityState.read(client, set(state.tenant.viewers))
+    dashboards, security = client.together(
+        lambda: list(client.iter_list("dashboard", wanted_dashboards, columns=["id", "roles.id"])),
+        lambda: SecurityState.read(client, set(state.tenant.viewers)))
+    missing_users = [name for name in state.tenant.viewers if name not in security.users]
+    if missing_users:
+        raise ConfigError(f"viewers of {state.env.name}/{state.tenant.name} not found in Superset: "
+                          f"{', '.join(missing_users)}", hint="create the users first, or remove them from viewers:")
     role = security.roles.get(change.name)
     role_id = role["id"] if role else _create_role(client, change.name)
     tables = set(_tenant_tables(state))
     database = state.database.name
     wanted = sorted(pid for pid, view in security.grants.items()
                     if (m := _VIEW.match(view)) and m["database"] == database and m["table"] in tables)
-    current = sorted((role or {}).get("permission_ids", []))
-    if wanted != current:
-        client.post(f"/api/v1/security/roles/{role_id}/permissions", json={"permission_view_menu_ids": wanted})
-    client.put_many([(f"/api/v1/dashboard/{d['id']}", {"roles": [role_id]}) for d in dashboards
-                     if [r.get("id") for r in d.get("roles") or []] != [role_id]])
+    calls: list[tuple[str, str, dict[str, Any]]] = []  # independent writes: sent side by side
+    if wanted != sorted((role or {}).get("permission_ids", [])):
+        calls.append(("POST", f"/api/v1/security/roles/{role_id}/permissions",
+                      {"json": {"permission_view_menu_ids": wanted}}))
+    calls += [("PUT", f"/api/v1/dashboard/{d['id']}", {"json": {"roles": [role_id]}}) for d in dashboards
+              if [r.get("id") for r in d.get("roles") or []] != [role_id]]
     holders = set((role or {}).get("user_ids", []))
-    missing_users = [name for name in state.tenant.viewers if name not in security.users]
-    if missing_users:
-        from pfill.errors import ConfigError
-
-        raise ConfigError(f"viewers of {state.env.name}/{state.tenant.name} not found in Superset: "
-                          f"{', '.join(missing_users)}", hint="create the users first, or remove them from viewers:")
     required = {security.users[name] for name in state.tenant.viewers}
     if not required <= holders:
-        client.put(f"/api/v1/security/roles/{role_id}/users", json={"user_ids": sorted(holders | required)})
+        calls.append(("PUT", f"/api/v1/security/roles/{role_id}/users",
+                      {"json": {"user_ids": sorted(holders | required)}}))
+    client.send_many(calls)
     return client.writes - writes
 
 

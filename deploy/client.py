@@ -15,9 +15,9 @@ import socket
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import prison
@@ -45,12 +45,17 @@ TIMEOUT_RETRIES = 1  # a read that timed out is sent again at most once
 CONNECT_RETRIES = 1  # a connection that could not be opened is tried again once
 PAGE_SIZE = 100  # Superset caps list pages at 100
 CONCURRENT_GETS = 8  # a single Superset gunicorn worker serves 8 threads by default
+# connections kept open: reads of different kinds go side by side, each with its own detail reads
+POOL_SIZE = 2 * CONCURRENT_GETS
 LOGIN_PATH = "/api/v1/security/login"
 TIMEOUT_HINT = "is it up? raise superset.timeout in pfill.yaml or PFILL_SUPERSET_TIMEOUT"
 _PLAIN_TO_TLS = "plain HTTP request was sent to HTTPS port"
 # what OpenSSL says when the other side does not speak TLS (a plain-HTTP server)
 _NOT_TLS = ("wrong version number", "wrong_version_number", "record layer failure", "packet length too long",
             "unknown protocol")
+
+
+_T = TypeVar("_T")
 
 
 class SupersetError(PfillError):
@@ -198,7 +203,7 @@ class SupersetClient:
             respect_retry_after_header=True,
             timeouts=min(retries, TIMEOUT_RETRIES),
         )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=CONCURRENT_GETS)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["Accept"] = "application/json"
@@ -455,23 +460,32 @@ class SupersetClient:
                 return
 
     def get_many(self, paths: list[str], **kwargs: Any) -> list[Any]:
-        """GET several independent paths side by side over the session's connection pool, in order.
-        (List endpoints stay one call after another: a plan must never see a partial list.)"""
-        return self._side_by_side("GET", [(path, kwargs) for path in paths])
+        """GET several independent paths side by side over the session's connection pool, in order."""
+        return self.send_many([("GET", path, kwargs) for path in paths])
 
     def put_many(self, calls: list[tuple[str, Any]]) -> list[Any]:
         """PUT a JSON body to each of several different objects side by side, in order."""
-        return self._side_by_side("PUT", [(path, {"json": body}) for path, body in calls])
+        return self.send_many([("PUT", path, {"json": body}) for path, body in calls])
 
-    def _side_by_side(self, method: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    def send_many(self, calls: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
+        """Independent calls (method, path, keyword arguments) side by side; answers in order; the
+        first failure, in order, is raised once every call has ended."""
         if self._access_token is None:
             self.login()
-        if method in WRITE_METHODS:
+        if any(method.upper() in WRITE_METHODS for method, _, _ in calls):
             self._csrf()  # once, before the threads ask for it
-        if len(calls) <= 1:
-            return [self.request(method, path, **kwargs) for path, kwargs in calls]
-        with ThreadPoolExecutor(max_workers=min(CONCURRENT_GETS, len(calls))) as pool:
-            return list(pool.map(lambda call: self.request(method, call[0], **call[1]), calls))
+        return self.together(*[lambda call=call: self.request(call[0], call[1], **call[2]) for call in calls])
+
+    def together(self, *work: Callable[[], _T]) -> list[_T]:
+        """Run independent pieces of work (each a few calls of its own) side by side; results in order.
+
+        A list endpoint's pages stay one after another inside one piece; different endpoints are
+        independent reads (checked against sequential reads of the same lists, answer for answer)."""
+        if len(work) <= 1:
+            return [piece() for piece in work]
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_GETS, len(work))) as pool:
+            futures = [pool.submit(piece) for piece in work]
+            return [future.result() for future in futures]
 
     def find_by_uuid(self, resource: str, uuid: str) -> dict[str, Any] | None:
         found = list(self.iter_list(resource, [{"col": "uuid", "opr": "eq", "value": uuid}]))

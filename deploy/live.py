@@ -11,7 +11,7 @@ from typing import Any
 import prison
 
 from .client import SupersetClient
-from .desired import DesiredState
+from .desired import KINDS, DesiredState
 from .identity import ObjectKey, dataset_marker, deployed_slug, parse_marker
 from .live_cache import DetailCache
 
@@ -61,17 +61,21 @@ def read_live(client: SupersetClient, state: DesiredState) -> LiveState:
 
 def read_live_all(client: SupersetClient, states: list[DesiredState], cache: DetailCache | None = None
                   ) -> list[LiveState]:
-    """The live state of every tenant, read once for all of them: each list endpoint is walked one
-    call after another (Superset's list endpoints gave incomplete answers now and then when asked
-    side by side, and a plan must never miss an object); only independent detail reads (database
-    connections, dashboard layouts) go side by side, and only where the cache does not hold them
-    for the row's current `changed_on`. 5 requests plus one dataset list per tenant when warm."""
+    """The live state of every tenant, read once for all of them. Databases, then datasets, then
+    charts (each list filtered by the one before) go one after another, and dashboards beside them;
+    detail reads (database connections, dashboard layouts) go side by side, and only where the cache
+    does not hold them for the row's current `changed_on`. 5 requests plus one dataset list per tenant
+    when warm, in 3 rounds."""
     cache = cache or DetailCache(None)
     lives = [LiveState() for _ in states]
-    database_ids = _read_databases(client, states, lives, cache)
-    dataset_ids = _read_datasets(client, states, lives, database_ids)
-    _read_charts(client, states, lives, dataset_ids)
-    _read_dashboards(client, states, lives, cache)
+
+    def databases_datasets_charts() -> None:
+        database_ids = _read_databases(client, states, lives, cache)
+        _read_charts(client, states, lives, _read_datasets(client, states, lives, database_ids))
+
+    client.together(databases_datasets_charts, lambda: _read_dashboards(client, states, lives, cache))
+    for live in lives:  # in dependency order, as if read one after another
+        live.others.sort(key=lambda obj: KINDS.index(obj.kind))
     cache.save()
     return lives
 

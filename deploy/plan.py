@@ -50,6 +50,7 @@ class Plan:
     changes: list[Change]
     conflicts: list[str]
     prune: bool
+    missing_viewers: list[str] = field(default_factory=list)  # users named under viewers: that Superset lacks
 
     @property
     def pending(self) -> list[Change]:

@@ -135,11 +135,13 @@ class Project:
     def plan(self, prune: bool = False) -> list[Plan]:
         """One plan per tenant: the field-level difference between the specs and Superset, and the
         tenant's viewer role; roles of tenants that left the config go with the first plan."""
-        plans = [make_plan(state, live, prune=prune) for state, live in zip(self.states, self.live(), strict=True)]
-        security = SecurityState.read(self.client, {v for state in self.states for v in state.tenant.viewers})
+        viewers = {v for state in self.states for v in state.tenant.viewers}
+        lives, security = self.client.together(self.live, lambda: SecurityState.read(self.client, viewers))
+        plans = [make_plan(state, live, prune=prune) for state, live in zip(self.states, lives, strict=True)]
         for plan in plans:
             if change := role_change(plan.state, plan.live, security):
                 plan.changes.append(change)
+            plan.missing_viewers = sorted(set(plan.state.tenant.viewers) - set(security.users))
         if plans:
             plans[0].changes += stale_roles(self.env.name, list(self.env.tenants), security)
         return plans

@@ -68,3 +68,18 @@ def test_a_prune_that_empties_a_tenant_needs_prune_all(deploy_target, managed_ob
     assert allowed.exit_code == 0, allowed.output
     assert json.loads(allowed.stdout)[0]["applied"] > 0
     assert [d["slug"] for d in managed_objects("emptied", "emptied")["dashboard"]] == ["pfill-emptied-somewhere-else"]
+
+
+def test_a_viewer_superset_does_not_have_is_caught_before_writing(deploy_target, managed_objects) -> None:
+    """Before, the tenant's 49 objects were imported and the role step then failed on the user."""
+    deploy_target.write_env("noviewer", ["noviewer"])
+    data = yaml.safe_load(deploy_target.config.read_text())
+    data["environments"]["noviewer"]["tenants"]["noviewer"]["viewers"] = ["nobody-by-this-name"]
+    deploy_target.config.write_text(yaml.safe_dump(data))
+    applied = deploy_target.pfill("apply", "--env", "noviewer", "--yes")
+    assert applied.exit_code == 1, applied.output
+    error = next(line for line in applied.stderr.splitlines() if line.startswith("error:"))
+    assert error == ("error: nothing was written: viewers of noviewer/noviewer not found in Superset: "
+                     "nobody-by-this-name")
+    assert "hint: create the users in Superset first" in applied.stderr
+    assert _counts(managed_objects("noviewer", "noviewer")) == dict.fromkeys(EXPECTED, 0)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from pfill.config import Settings
 from pfill.deploy.apply import ApplyError
 from pfill.deploy.client import SupersetClient
 from pfill.deploy.project import Project
+
+from .conftest import PASSWORD_VAR
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres]
 
@@ -49,6 +54,20 @@ def _deployed(deploy_target, env: str) -> None:
     deploy_target.write_env(env, BASE_TENANTS)
     applied = deploy_target.pfill("apply", "--env", env, "--yes")
     assert applied.exit_code == 0, applied.output
+
+
+def test_a_no_op_apply_loads_neither_sqlalchemy_nor_sqlglot(deploy_target) -> None:
+    """A no-op apply only reads: the dataset SQL check (and the libraries it needs) runs only when a
+    dataset is to be written. Before, every apply imported both (a third of a second)."""
+    _deployed(deploy_target, "it")
+    args = ["--home", str(deploy_target.home), "--config", str(deploy_target.config), "apply", "--env", "it", "--yes"]
+    probe = ("import sys\nfrom pfill.cli import cli\ncode = 0\n"
+             f"try:\n    cli({args!r}, prog_name='pfill')\nexcept SystemExit as stop:\n    code = stop.code\n"
+             "print(code, sorted(m for m in ('sqlalchemy', 'sqlglot') if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, PASSWORD_VAR: deploy_target.password})
+    assert "No changes" in done.stderr, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "0 []"
 
 
 def test_verify_passes_on_all_32_charts_per_tenant(deploy_target) -> None:
