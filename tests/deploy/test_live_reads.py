@@ -99,3 +99,17 @@ def test_several_tenants_read_once_see_what_each_alone_sees(deploy_target, super
         assert len(live.objects) == 49
         assert {u: (o.kind, o.id, o.fields) for u, o in live.objects.items()} == {
             u: (o.kind, o.id, o.fields) for u, o in alone.objects.items()}
+
+
+def test_a_walk_over_several_pages_sees_every_object_once(deploy_target, superset_client) -> None:
+    """After the first page the rest are read side by side: the same rows as pages read one by one."""
+    deploy_target.write_env("paged", ["paged1", "paged2", "paged3", "paged4"])  # 128 charts at least
+    assert deploy_target.pfill("apply", "--env", "paged", "--yes").exit_code == 0
+    walked = [row["id"] for row in superset_client.iter_list("chart", columns=["id"])]
+    count = superset_client.get("/api/v1/chart/", params={"q": "(page_size:1)"})["count"]
+    assert count > 100
+    one_by_one = [row["id"] for page in range(_pages(superset_client, "chart"))
+                  for row in superset_client.get("/api/v1/chart/", params={
+                      "q": f"(columns:!(id),page:{page},page_size:100)"})["result"]]
+    assert len(walked) == len(set(walked)) == count
+    assert walked == one_by_one
