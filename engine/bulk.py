@@ -1,4 +1,8 @@
-"""Fast bulk writes of column arrays: sqlite3 executemany, PostgreSQL COPY, executemany elsewhere."""
+"""Fast bulk writes of column arrays: sqlite3 executemany, PostgreSQL COPY, executemany elsewhere.
+
+On PostgreSQL the rows go as binary COPY, built from the numpy columns in bulk (no Python object per
+value, no text for the server to parse); a column of a type or values that binary path does not know
+sends the table as CSV instead."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+
+from .solver.problem import ranges
 
 BATCH_ROWS = 100_000
 
@@ -40,6 +46,13 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, A
     """Insert rows given as equal-length columns (plus constant columns such as run_id)."""
     names = list(columns)
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        binary = _binary_fields(table, columns, constants or {})
+        if binary is not None:
+            if binary[1] == 0:
+                return 0
+            _copy_binary(conn, table, [*names, *(constants or {})], *binary)
+            return binary[1]
     lists = [_as_list(columns[n]) for n in names]
     n_rows = len(lists[0]) if lists else 0
     if n_rows == 0:
@@ -97,3 +110,151 @@ class _CsvStream:
 
     def readline(self, size: int = -1) -> str:  # not used by COPY FROM STDIN, present for file-likeness
         return self.read(size)
+
+
+# --- PostgreSQL binary COPY ---------------------------------------------------------------------------
+
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01, day 0 of PostgreSQL's binary dates, in days since 1970-01-01
+# binary layouts of fixed-width types (subclasses before their base: BigInteger is an Integer)
+_FIXED = {sa.BigInteger: ">i8", sa.SmallInteger: ">i2", sa.Integer: ">i4", sa.Float: ">f8", sa.Boolean: "u1",
+          sa.Date: ">i4"}
+
+
+class _Field:
+    """One column of a binary COPY: each row's byte length (-1: NULL) and the non-NULL values' bytes,
+    fixed width (rows x width) or concatenated (variable width)."""
+
+    def __init__(self, lengths: np.ndarray, data: np.ndarray, width: int | None = None) -> None:
+        self.lengths, self.data, self.width = lengths, data, width
+        self.ends = np.cumsum(np.maximum(lengths, 0)) if width is None else None
+
+
+def _binary_fields(table: sa.Table, columns: Mapping[str, Any], constants: Mapping[str, Any]
+                   ) -> tuple[list[_Field], int] | None:
+    """The columns as binary COPY fields, and the row count; None when one of them needs the CSV path."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    fields = []
+    for name, values in columns.items():
+        field = _binary_field(table.c[name].type, values)
+        if field is None:
+            return None
+        fields.append(field)
+    for name, value in constants.items():  # the same bytes in every row (run_id, tenant_id)
+        if not isinstance(value, str) or not isinstance(table.c[name].type, sa.String):
+            return None
+        data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+        fields.append(_Field(np.full(n, len(data)), np.broadcast_to(data, (n, len(data))), len(data)))
+    return fields, n
+
+
+def _binary_field(sql_type: Any, values: Any) -> _Field | None:
+    values = np.asarray(values)
+    if values.dtype == object:
+        missing = np.equal(values, None)
+        present = values[~missing]
+    else:
+        missing = np.isnan(values) if values.dtype.kind in "fM" else np.zeros(len(values), dtype=bool)
+        present = values[~missing]
+    kind = next((k for k in _FIXED if isinstance(sql_type, k)), None)
+    lengths = np.full(len(values), -1, dtype=np.int64)
+    if isinstance(sql_type, sa.String):  # Text too
+        if present.dtype.kind not in "OU":
+            return None
+        text = present.tolist()
+        try:
+            joined = "".join(text)
+        except TypeError:  # not all strings
+            return None
+        if joined.isascii():
+            data, sizes = joined.encode("ascii"), np.fromiter(map(len, text), dtype=np.int64, count=len(text))
+        else:
+            encoded = [t.encode("utf-8") for t in text]
+            data, sizes = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=len(text))
+        lengths[~missing] = sizes
+        return _Field(lengths, np.frombuffer(data, dtype=np.uint8))
+    if kind is None or (kind is sa.Float and (sql_type.precision or 53) <= 24):  # REAL: 4 bytes
+        return None
+    if kind is sa.Date:
+        if present.dtype.kind != "M":
+            return None
+        present = present.astype("datetime64[D]").astype(np.int64) - _PG_EPOCH_DAYS
+    elif kind is sa.Float:
+        if present.dtype.kind not in "fiub" and not _all_numbers(present):
+            return None
+    elif kind is sa.Boolean:
+        if present.dtype.kind != "b":
+            return None
+    elif present.dtype.kind not in "iub" and not _all_numbers(present, integer=True):
+        return None
+    dtype = np.dtype(_FIXED[kind])
+    if dtype.kind == "i" and len(present):
+        info = np.iinfo(dtype)
+        as_int = present.astype(np.int64)
+        if as_int.min() < info.min or as_int.max() > info.max:
+            return None
+    data = np.zeros(len(values), dtype=dtype)
+    data[~missing] = present
+    lengths[~missing] = dtype.itemsize
+    return _Field(lengths, data.view(np.uint8).reshape(len(values), dtype.itemsize), dtype.itemsize)
+
+
+def _all_numbers(values: np.ndarray, integer: bool = False) -> bool:
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    return all(isinstance(v, kinds) and not isinstance(v, bool) for v in values.tolist())
+
+
+BINARY_CHUNK_ROWS = 50_000
+
+
+def _copy_binary(conn: sa.Connection, table: sa.Table, names: Sequence[str], fields: list[_Field], n: int) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN WITH (FORMAT binary)"
+    cursor.copy_expert(sql, _BinaryStream(fields, n), size=COPY_CHUNK)
+    cursor.close()
+
+
+class _BinaryStream:
+    """A read-only byte stream of the rows in PostgreSQL's binary COPY format, built BINARY_CHUNK_ROWS
+    rows at a time as it is read."""
+
+    def __init__(self, fields: list[_Field], n: int) -> None:
+        self.fields, self.n, self.pos, self.offset = fields, n, 0, 0
+        self.buffer = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+
+    def read(self, size: int = -1) -> bytes:
+        """At most `size` bytes (fewer at the end of a chunk); b"" at the end."""
+        if self.offset == len(self.buffer):
+            if self.pos > self.n:
+                return b""
+            if self.pos < self.n:
+                end = min(self.n, self.pos + BINARY_CHUNK_ROWS)
+                self.buffer, self.pos = self._rows(self.pos, end), end
+            else:
+                self.buffer, self.pos = b"\xff\xff", self.n + 1  # the trailer
+            self.offset = 0
+        want = COPY_CHUNK if size is None or size < 0 else size
+        data = self.buffer[self.offset:self.offset + want]
+        self.offset += len(data)
+        return data
+
+    def _rows(self, a: int, b: int) -> bytes:
+        """Rows a..b: per row the field count, then per field its length (int32, -1: NULL) and bytes."""
+        lengths = [f.lengths[a:b] for f in self.fields]
+        size = 2 + sum(4 + np.maximum(length, 0) for length in lengths)
+        start = np.r_[0, np.cumsum(size)[:-1]]
+        buf = np.empty(int(size.sum()), dtype=np.uint8)
+        buf[start] = len(self.fields) >> 8
+        buf[start + 1] = len(self.fields) & 0xFF
+        pos = start + 2
+        four = np.arange(4)
+        for field, length in zip(self.fields, lengths, strict=True):
+            buf[pos[:, None] + four] = length.astype(">i4").view(np.uint8).reshape(-1, 4)
+            pos = pos + 4
+            there = length >= 0
+            if field.width is not None:
+                buf[pos[there][:, None] + np.arange(field.width)] = field.data[a:b][there]
+            elif there.any():
+                lo = 0 if a == 0 else int(field.ends[a - 1])
+                buf[ranges(pos[there], length[there])] = field.data[lo:int(field.ends[b - 1])]
+            pos = pos + np.maximum(length, 0)
+        return buf.tobytes()

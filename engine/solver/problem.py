@@ -188,8 +188,11 @@ class AllocationProblem:
         ties = _segment_search(below, start, g, strict=False)
         after = _segment_search(below, start, g, strict=True)
         beat = ties - start[g]
-        for k in np.flatnonzero(after > ties).tolist():  # equal scores (rare): the lower trade index first
-            beat[k] += int(np.sum(trades[ties[k]:after[k]] < trade[query[k]]))
+        tied = np.flatnonzero(after > ties)  # equal scores: the lower trade index first
+        count = after[tied] - ties[tied]
+        lower = trades[ranges(ties[tied], count)] < np.repeat(trade[query[tied]], count)
+        beat[tied] += np.bincount(np.repeat(np.arange(len(tied)), count), weights=lower, minlength=len(tied)
+                                  ).astype(np.int64)
         return 1 + np.bincount(query, weights=beat, minlength=len(loan)).astype(np.int64)
 
     # --- economics inputs ----------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""Bulk writes (engine/bulk.py): PostgreSQL's binary COPY stores what the CSV COPY stored, every column type
+the engine writes included (but an empty string stays one, as on SQLite, where CSV made it NULL), and
+falls back to CSV for values it does not encode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from pfill.database import open_database
+from pfill.engine import bulk
+
+metadata = sa.MetaData()
+sample = sa.Table(
+    "bulk_sample", metadata,
+    sa.Column("run_id", sa.String(36), nullable=False), sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("k", sa.Integer, nullable=False), sa.Column("name", sa.String(40)), sa.Column("note", sa.Text),
+    sa.Column("x", sa.Float), sa.Column("n", sa.Integer), sa.Column("big", sa.BigInteger),
+    sa.Column("flag", sa.Boolean), sa.Column("day", sa.Date), sa.PrimaryKeyConstraint("run_id", "k"),
+)
+
+
+def _columns(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    names = np.array([f"L{i:07d}" for i in range(n)], dtype=object)
+    names[rng.random(n) < 0.2] = None
+    notes = np.array(["", "ünïcode ✓", "a,b \"quoted\"\nline", "plain"], dtype=object)[rng.integers(0, 4, n)]
+    x = np.round(rng.normal(100, 5, n), 6)
+    x[rng.random(n) < 0.2] = np.nan
+    counts = rng.integers(-5, 1000, n).astype(object)
+    counts[rng.random(n) < 0.3] = None
+    days = np.datetime64("2025-03-03") + rng.integers(-400, 400, n).astype("timedelta64[D]")
+    days[rng.random(n) < 0.1] = np.datetime64("NaT")
+    return {"k": np.arange(n), "name": names, "note": notes, "x": x, "n": counts,
+            "big": rng.integers(0, 2**40, n), "flag": rng.random(n) < 0.5, "day": days}
+
+
+@pytest.mark.postgres
+def test_binary_copy_stores_what_csv_stores(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = open_database(postgres_url)
+    rng = np.random.default_rng(3)
+    n = bulk.BINARY_CHUNK_ROWS + 1234  # more than one chunk
+    columns = _columns(n, rng)
+    try:
+        metadata.drop_all(engine)
+        metadata.create_all(engine)
+        stored = {}
+        for run in ("binary", "csv"):
+            if run == "csv":
+                monkeypatch.setattr(bulk, "_binary_fields", lambda *_: None)
+            with engine.begin() as conn:
+                assert bulk.insert_columns(conn, sample, columns, {"run_id": run, "tenant_id": "t"}) == n
+            with engine.connect() as conn:
+                stored[run] = conn.execute(sa.select(sample).where(sample.c.run_id == run).order_by(sample.c.k)
+                                           ).all()
+        as_csv_stored = [(*r[1:4], r.note or None, *r[5:]) for r in stored["binary"]]
+        assert as_csv_stored == [r[1:] for r in stored["csv"]]
+        assert sum(r.note == "" for r in stored["binary"]) == sum(v == "" for v in columns["note"]) > 0
+        assert sum(r.name is None for r in stored["binary"]) == sum(v is None for v in columns["name"])
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_values_the_binary_path_does_not_encode_go_as_csv() -> None:
+    n = 3
+    assert bulk._binary_fields(sample, {"x": np.array(["a", "b", "c"], dtype=object)}, {}) is None
+    assert bulk._binary_fields(sample, {"n": np.array([1.5, 2.0, 3.0])}, {}) is None  # floats into an integer
+    assert bulk._binary_fields(sample, {"n": np.array([2**40] * n)}, {}) is None  # beyond int4
+    assert bulk._binary_fields(sample, {"name": np.array([1, 2, 3], dtype=object)}, {}) is None
+    assert bulk._binary_fields(sample, {"k": np.arange(n)}, {"day": "2025-03-03"}) is None
+    fields, rows = bulk._binary_fields(sample, {"k": np.arange(n)}, {"run_id": "r"})
+    assert rows == n and len(fields) == 2
