@@ -57,18 +57,22 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, A
     n_rows = len(lists[0]) if lists else 0
     if n_rows == 0:
         return 0
-    for name, value in (constants or {}).items():
+    constants = {k: v.isoformat() if isinstance(v, date) else v for k, v in (constants or {}).items()}
+    if dialect == "sqlite":
+        # constants (run_id, tenant_id) as literals in the statement: two values fewer to bind per row
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        values = ["?"] * len(names) + ["NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
+                                       for v in constants.values()]
+        cursor.executemany(f"INSERT INTO {table.name} ({', '.join([*names, *constants])}) VALUES ({', '.join(values)})",
+                           zip(*lists, strict=True))
+        cursor.close()
+        return n_rows
+    for name, value in constants.items():
         names.append(name)
-        lists.append([value.isoformat() if isinstance(value, date) else value] * n_rows)
+        lists.append([value] * n_rows)
     rows = list(zip(*lists, strict=True))
     if dialect == "postgresql":
         _copy(conn, table, names, rows)
-    elif dialect == "sqlite":
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        for start in range(0, n_rows, BATCH_ROWS):
-            cursor.executemany(sql, rows[start:start + BATCH_ROWS])
-        cursor.close()
     else:
         for start in range(0, n_rows, BATCH_ROWS):
             conn.execute(table.insert(), [dict(zip(names, r, strict=True)) for r in rows[start:start + BATCH_ROWS]])
