@@ -14,11 +14,14 @@ repacked, and on components small enough to prove, the exact MIP warm-started fr
 6. Repair (repair.py): trades over a hard limit give back loans; short trades pull loans from the cash
    window and from trades with room above their own min; every loan that still has a positive-gain move
    takes it. Packing (pack.py): a knapsack per trade exchanges several loans at once where whole loans
-   miss the band (books of small trades), for PACK_SECONDS, longer while the gap stays large.
+   miss the band (books of small trades), for PACK_SECONDS, longer while the gap stays large. Swaps
+   (swap.py): while the gap stays large, loans exchanged between two trades (one for one, or two for
+   one) where no single move keeps both bands, for SWAP_SECONDS_PER_LOAN per loan.
 7. MIP (mip.py): a component with at most MIP_MAX_LOANS loans (and MIP_MAX_PAIRS pairs that fit) is
    solved exactly by HiGHS's branch and bound from the repaired allocation, within MIP_SECONDS_PER_LOAN
    per loan (MIP_SECONDS for all). Its dual bound replaces the LP's; its allocation is taken when it is
-   worth more and fills the fill set.
+   worth more and fills the fill set. Then pooled loans go back to their pool's trade where that is
+   (nearly) free (stay.py), and a last sweep puts unplaced loans into short trades they fit.
 
 Bounds, per component and summed (plus the cash value of every free loan, less the pair-off of trades
 no free loan can enter):
@@ -45,7 +48,7 @@ from .components import trade_components
 from .greedy import greedy
 from .lp_model import Arcs, Bands, ComponentLP
 from .mip import ABS_GAP_DOLLARS, REL_GAP, ComponentMIP, fitting_pairs
-from .pack import pack
+from .pack import options_by_group, pack
 from .problem import (
     EPS,
     PASS_LOCKED,
@@ -57,16 +60,20 @@ from .problem import (
     AllocationResult,
     build_result,
     fill_of,
+    ranges,
 )
 from .repair import RepairState
 from .rounding import deal_to_trades, round_buckets
 from .stay import keep_pools
+from .swap import swap_pass
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
 PACK_SECONDS = 1.0  # knapsack repacking of trades (pack.py), best potential first, this long,
 PACK_MAX_SECONDS = 4.0  # ... or this long when the gap is still above
 PACK_MORE_GAP_PCT = 0.25  # ... this (percent of the premium) after PACK_SECONDS
 PACK_MIN_DOLLARS = 50.0  # a trade whose repacking could gain less than this is left as it is
+SWAP_SECONDS_PER_LOAN = 0.002  # loan swaps between trades (swap.py) while the gap is above PACK_MORE_GAP_PCT:
+SWAP_MAX_SECONDS = 4.0  # this per loan, at most this long
 MIP_MAX_LOANS = 2000  # a component with at most this many free loans (with options) may get the MIP
 MIP_MAX_PAIRS = 50_000  # ... and at most this many (loan, trade) pairs that fit (larger: the root alone is slow)
 MIP_SECONDS_PER_LOAN = 0.004  # a component's MIP time limit: this per free loan of it (at least
@@ -248,6 +255,39 @@ def pack_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
         todo = pack_order(state, opt_points, groups=np.unique(p.trade_group[changed]))
 
 
+def swap_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], float]) -> int:
+    """Rounds of swaps between trades (swap.py: one for one, then also two for one), most promising
+    trades first, each followed by the repair's moves, while they pay and the gap stays above
+    PACK_MORE_GAP_PCT (a book of small trades), for SWAP_SECONDS_PER_LOAN per loan (at most
+    SWAP_MAX_SECONDS). Returns the swaps made."""
+    deadline = time.monotonic() + min(SWAP_MAX_SECONDS, SWAP_SECONDS_PER_LOAN * state.p.n_loans)
+    if gap() <= PACK_MORE_GAP_PCT:
+        return 0
+    p = state.p
+    by_group = options_by_group(state)
+    start = p.loan_options()
+    swaps, give_two = 0, False
+    live = np.ones(p.n_trades, dtype=bool)  # trades whose swaps may have changed since they were last tried
+    while time.monotonic() < deadline and gap() > PACK_MORE_GAP_PCT:
+        before = state.loan_trade.copy()
+        order = pack_order(state, opt_points)
+        made = swap_pass(state, order[live[order]], by_group, deadline, give_two)
+        if made:
+            swaps += made
+            state.improve()
+            if pack(state, pack_order(state, opt_points), deadline):  # swaps open new knapsack repackings
+                state.improve()
+            # next round: only the trades of the groups a moved loan belongs to
+            moved = np.flatnonzero(state.loan_trade != before)
+            groups = p.opt_group[ranges(start[moved], start[moved + 1] - start[moved])]
+            live = np.isin(p.trade_group, groups)
+        elif give_two:
+            break
+        else:  # one for one until that stops paying, then two for one too, on every trade again
+            give_two, live = True, np.ones(p.n_trades, dtype=bool)
+    return swaps
+
+
 def pack_order(state: RepairState, opt_points: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """Trades worth repacking (pack.py), most promising first: an optimistic bound on the gain, from
     filling the room left to max with the best loan at cash, upgrading each loan to that loan's points
@@ -419,7 +459,9 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
     gap_now = _gap_meter(p, components, bands)
     packed = pack_trades(repair, opt_points, lambda: gap_now(repair.loan_trade))
     pack_seconds = time.monotonic() - pack_started
-    repair_seconds = time.monotonic() - repair_started - pack_seconds
+    swapped = swap_trades(repair, opt_points, lambda: gap_now(repair.loan_trade))
+    swap_seconds = time.monotonic() - pack_started - pack_seconds
+    repair_seconds = time.monotonic() - repair_started - pack_seconds - swap_seconds
     loan_trade = repair.loan_trade
 
     _assign_loans(p, free_opts, components)
@@ -469,6 +511,7 @@ def optimal(problem: AllocationProblem, time_limit: float | None = None,
         "components_proven": sum(c.proven for c in components),
         "lp_iterations": relaxation.iterations, "required_fills": int(required.sum()),
         "repair_moves": repair.moves, "packed_trades": packed, "pack_seconds": round(pack_seconds, 3),
+        "swaps": swapped, "swap_seconds": round(swap_seconds, 3),
         "greedy_components": sum(bool(from_greedy[c.loans].any()) for c in components),
         "stayed_in_pool": stayed, "stay_seconds": round(stay_seconds, 3), "swept_into_short": swept, **mip_stats,
     }

@@ -35,7 +35,7 @@ def pack(state: RepairState, trades: np.ndarray, deadline: float = np.inf) -> li
     """Repack `trades` (in that order, until `deadline` on time.monotonic()); returns the trades that
     changed."""
     p = state.p
-    by_group = _options_by_group(state)
+    by_group = options_by_group(state)
     # each trade's ordinary free loans as the pass starts (a pass only ever moves loans into the trade it
     # packs, or out to their alternative, so a trade's loans are these or fewer until its turn)
     sits = np.flatnonzero((state.loan_trade >= 0) & (p.loan_fixed_trade < 0) & ~state.hb)
@@ -150,7 +150,7 @@ def _reconstruct(take: np.ndarray, weight: np.ndarray, c: int) -> np.ndarray:
     return np.array(chosen[::-1], dtype=np.int64)
 
 
-def _options_by_group(state: RepairState) -> list[np.ndarray]:
+def options_by_group(state: RepairState) -> list[np.ndarray]:
     """The free options of each group."""
     p = state.p
     opts = state.free_opts

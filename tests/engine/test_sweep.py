@@ -1,6 +1,7 @@
-"""The final sweep of the `optimal` strategy (repair.RepairState.fill_short): a MIP stopped by its time
-limit may keep an incumbent that leaves a trade short beside an unplaced loan that fits it; the sweep
-puts such loans in, within the band's max, the high-balance cap and eligibility."""
+"""Moves of the `optimal` strategy that the repair's single moves cannot make. The final sweep
+(repair.RepairState.fill_short): a MIP stopped by its time limit may keep an incumbent that leaves a
+trade short beside an unplaced loan that fits it; the sweep puts such loans in, within the band's max,
+the high-balance cap and eligibility. Swaps between trades (swap.py) on a book of small trades."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from pfill.engine.solver import AllocationProblem, allocate
 from pfill.engine.solver import objective as ob
 from pfill.engine.solver import optimal as opt
+from pfill.engine.solver.pack import options_by_group
 from pfill.engine.solver.repair import RepairState
+from pfill.engine.solver.swap import swap_pass
 from tests.engine.test_allocator_properties import check_invariants
 from tests.engine.test_optimal import _problem
 
@@ -77,3 +80,28 @@ def test_a_short_trade_left_beside_a_loan_that_fits_is_filled(seed: int, monkeyp
     assert taken  # a trade went short
     check_invariants(p, r)
     assert r.stats["swept_into_short"] >= 1
+
+
+def test_a_swap_fills_a_short_trade_that_no_single_move_can() -> None:
+    """Trade 0 ([950k, 1,050k]) holds $300k + $600k and is short; trade 1 ([290k, 410k]) holds $400k. No
+    loan is at its alternative and moving either loan alone breaks a band; exchanging the $300k and the
+    $400k fills both (swap.py)."""
+    upb = np.array([300_000.0, 600_000.0, 400_000.0])
+    p = AllocationProblem.from_pairs(
+        loan_upb=upb, loan_high_balance=np.zeros(3, dtype=bool), loan_current_trade=np.full(3, -1),
+        loan_fixed_trade=np.full(3, -1), loan_no_candidate_reason=np.zeros(3, dtype=np.int8),
+        trade_amount=np.array([1_000_000.0, 350_000.0]), trade_tolerance_pct=np.array([5.0, 60_000 / 3_500]),
+        trade_stage=np.array([1, 1]), trade_high_balance_cap_pct=np.array([np.nan, np.nan]),
+        cand_loan=np.array([0, 0, 1, 2, 2]), cand_trade=np.array([0, 1, 0, 0, 1]), cand_score=np.full(5, 101.0),
+    )
+    loan_trade = np.array([0, 0, 1])
+    state = _state(p, loan_trade)
+    state.improve()
+    assert state.loan_trade.tolist() == [0, 0, 1]  # the repair's single moves cannot
+    by_group = options_by_group(state)
+    assert swap_pass(state, np.array([0, 1]), by_group, np.inf) == 1
+    assert state.loan_trade.tolist() == [1, 0, 0]
+    fill = np.bincount(state.loan_trade, weights=upb, minlength=2)
+    limits = p.limits()
+    assert ((fill >= limits.min_allowed - 0.01) & (fill <= limits.max_allowed + 0.01)).all()
+    assert ob.evaluate(p, state.loan_trade).objective > ob.evaluate(p, loan_trade).objective
