@@ -43,20 +43,22 @@ _banner_shown = False
 
 
 def new_highs() -> highspy.Highs:
-    """A silent solver. HiGHS writes its banner to the C-level stdout when a process makes its first
-    instance, before any option can be set; it goes to stderr, so `pfill run --json` stays JSON."""
+    """A silent solver. HiGHS writes its banner (version, copyright) to the C-level stdout when a
+    process makes its first instance, before any option can be set: it goes to the null device, so
+    `pfill run --json` stays JSON and the run's progress on stderr stays the kit's own lines."""
     global _banner_shown
     if _banner_shown:
         highs = highspy.Highs()
     else:
         sys.stdout.flush()
-        saved = os.dup(1)
+        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(2, 1)
+            os.dup2(null, 1)
             highs = highspy.Highs()
         finally:
             os.dup2(saved, 1)
             os.close(saved)
+            os.close(null)
         _banner_shown = True
     highs.setOptionValue("output_flag", False)
     return highs
