@@ -275,7 +275,10 @@ def swap_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
         if made:
             swaps += made
             state.improve()
-            if pack(state, pack_order(state, opt_points), deadline):  # swaps open new knapsack repackings
+            # swaps open new knapsack repackings, in the groups whose trades changed
+            changed = state.loan_trade != before
+            touched = np.r_[state.loan_trade[changed], before[changed]]
+            if pack(state, pack_order(state, opt_points, np.unique(p.trade_group[touched[touched >= 0]])), deadline):
                 state.improve()
             # next round: only the trades of the groups a moved loan belongs to
             moved = np.flatnonzero(state.loan_trade != before)

@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from .problem import EPS
-from .repair import MIN_GAIN, RepairState
+from .repair import RepairState
 
 MAX_PAIRS = 20_000  # exchanges valued per trade
 OWN_LOANS = 8  # a trade's least valuable loans that may leave it (alone or two together)
+MIN_SWAP_DOLLARS = 0.10  # a swap must gain this much (below: float noise and churn that ends only at the deadline)
 
 
 def swap_pass(state: RepairState, trades: np.ndarray, by_group: list[np.ndarray], deadline: float,
@@ -70,7 +71,7 @@ def swap_pass(state: RepairState, trades: np.ndarray, by_group: list[np.ndarray]
         gain -= _pair_off_change(state, j, u_b - u_a)
         gain -= np.where(k >= 0, _pair_off_change(state, ka, u_a - u_b), 0.0)
         best = np.unravel_index(int(np.argmax(np.where(ok, gain, -np.inf))), gain.shape)
-        if not (ok[best] and gain[best] > MIN_GAIN):
+        if not (ok[best] and gain[best] > MIN_SWAP_DOLLARS):
             continue
         g, i = int(best[0]), int(best[1])
         to = int(k[i])

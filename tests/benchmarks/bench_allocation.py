@@ -50,10 +50,10 @@ def main() -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     print("| family | loans  | trades | optimal premium $ | bound $         | gap %   | gap range   "
           "| gap % w/o fill set | proven "
-          "| opt s (LP/pack/swap/MIP) | greedy premium $  | greedy s | optimal - greedy $ |")
+          "| opt s (LP/pack/swap/MIP)  | greedy premium $  | greedy s | optimal - greedy $ |")
     print("|--------|--------|--------|-------------------|-----------------|---------|-------------|--------------------"
           "|--------"
-          "|--------------------------|-------------------|----------|--------------------|")
+          "|---------------------------|-------------------|----------|--------------------|")
     verdicts = []
     for n in sizes:
         for family in families:
@@ -77,7 +77,7 @@ def main() -> None:
             split = f"{s['lp_seconds']:.2f}/{s['pack_seconds']:.2f}/{s['swap_seconds']:.2f}/{s['mip_seconds']:.1f}"
             parts = f"{statistics.median(opt_s):6.2f} ({split})"
             print(f"| {family:<6} | {n:>6} | {p.n_trades:>6} | {value:>17,.0f} | {bound:>15,.0f} | {s['gap_pct']:7.3f} "
-                  f"| {gaps:<11} | {s['free_gap_pct']:18.3f} | {proven:<6} | {parts:<24} | {greedy_value:>17,.0f} "
+                  f"| {gaps:<11} | {s['free_gap_pct']:18.3f} | {proven:<6} | {parts:<25} | {greedy_value:>17,.0f} "
                   f"| {statistics.median(greedy_s):8.2f} | {value - greedy_value:>+18,.0f} |", flush=True)
             honest = s["lp_bound"] >= s["objective_value"] - 0.01
             target = TARGET_GAP.get(n)
