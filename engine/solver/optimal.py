@@ -61,6 +61,7 @@ from .problem import (
     build_result,
     fill_of,
     ranges,
+    work_clock,
 )
 from .repair import RepairState
 from .rounding import deal_to_trades, round_buckets
@@ -68,6 +69,7 @@ from .stay import keep_pools
 from .swap import swap_pass
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
+# the passes' seconds below are seconds of work (problem.work_clock), the LP's and MIP's wall seconds
 PACK_SECONDS = 1.0  # knapsack repacking of trades (pack.py), best potential first, this long,
 PACK_MAX_SECONDS = 4.0  # ... or this long when the gap is still above
 PACK_MORE_GAP_PCT = 0.25  # ... this (percent of the premium) after PACK_SECONDS
@@ -236,7 +238,7 @@ def pack_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
     PACK_SECONDS; as long as PACK_MAX_SECONDS when the gap is still above PACK_MORE_GAP_PCT by then (a book
     of small trades, where whole loans matter). Returns how many trades changed."""
     p = state.p
-    start = time.monotonic()
+    start = work_clock()
     deadline, extended = start + PACK_SECONDS, False
     todo = pack_order(state, opt_points)
     packed: set[int] = set()
@@ -245,7 +247,7 @@ def pack_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
         if changed:
             state.improve()
             packed.update(changed)
-        late = time.monotonic() >= deadline
+        late = work_clock() >= deadline
         if late and not extended and PACK_MAX_SECONDS > PACK_SECONDS and gap() > PACK_MORE_GAP_PCT:
             deadline, extended = start + PACK_MAX_SECONDS, True
             todo = pack_order(state, opt_points)
@@ -260,7 +262,7 @@ def swap_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
     trades first, each followed by the repair's moves, while they pay and the gap stays above
     PACK_MORE_GAP_PCT (a book of small trades), for SWAP_SECONDS_PER_LOAN per loan (at most
     SWAP_MAX_SECONDS). Returns the swaps made."""
-    deadline = time.monotonic() + min(SWAP_MAX_SECONDS, SWAP_SECONDS_PER_LOAN * state.p.n_loans)
+    deadline = work_clock() + min(SWAP_MAX_SECONDS, SWAP_SECONDS_PER_LOAN * state.p.n_loans)
     if gap() <= PACK_MORE_GAP_PCT:
         return 0
     p = state.p
@@ -268,7 +270,7 @@ def swap_trades(state: RepairState, opt_points: np.ndarray, gap: Callable[[], fl
     start = p.loan_options()
     swaps, give_two = 0, False
     live = np.ones(p.n_trades, dtype=bool)  # trades whose swaps may have changed since they were last tried
-    while time.monotonic() < deadline and gap() > PACK_MORE_GAP_PCT:
+    while work_clock() < deadline and gap() > PACK_MORE_GAP_PCT:
         before = state.loan_trade.copy()
         order = pack_order(state, opt_points)
         made = swap_pass(state, order[live[order]], by_group, deadline, give_two)

@@ -17,11 +17,9 @@ set) is never left short, so each repacking can only raise the objective.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .problem import EPS
+from .problem import EPS, work_clock
 from .repair import MIN_GAIN, RepairState
 
 MAX_UNITS = 2000  # knapsack capacity in units of UPB
@@ -32,7 +30,7 @@ POOL_LOANS = 160  # loans at their alternative (or spare in other trades) offere
 
 
 def pack(state: RepairState, trades: np.ndarray, deadline: float = np.inf) -> list[int]:
-    """Repack `trades` (in that order, until `deadline` on time.monotonic()); returns the trades that
+    """Repack `trades` (in that order, until `deadline` on problem.work_clock); returns the trades that
     changed."""
     p = state.p
     by_group = options_by_group(state)
@@ -43,7 +41,7 @@ def pack(state: RepairState, trades: np.ndarray, deadline: float = np.inf) -> li
     bounds = np.searchsorted(state.loan_trade[sits], np.arange(p.n_trades + 1))
     changed = []
     for j in trades.tolist():
-        if time.monotonic() > deadline:
+        if work_clock() > deadline:
             break
         g = int(p.trade_group[j])
         # its own ordinary free loans, least valuable first

@@ -19,6 +19,7 @@ to trades into an `AllocationResult`. This module imports nothing from the rest 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,11 @@ import numpy as np
 from .. import reasons
 
 EPS = 0.005  # half a cent: money compares within float noise
+# The budgets of the allocation's own passes (knapsack repacking, swaps, staying in pools) count the
+# CPU seconds of the thread doing the work: on a busy machine a pass does the same work as on a quiet
+# one (it takes longer by the wall clock), so its answer does not depend on the load. HiGHS's LP and
+# MIP keep wall-clock limits, the only kind HiGHS has.
+work_clock = time.thread_time
 
 PASS_NONE, PASS_LOCKED, PASS_FIRST, PASS_SUBSTITUTION, PASS_ORPHAN, PASS_LP, PASS_REPAIR, PASS_MIP = range(8)
 PASS_NAMES = {PASS_LOCKED: "locked", PASS_FIRST: "first_pass", PASS_SUBSTITUTION: "substitution",

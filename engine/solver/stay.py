@@ -23,11 +23,9 @@ is worth above the greedy's.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .problem import EPS, AllocationProblem
+from .problem import EPS, AllocationProblem, work_clock
 
 STAY_POINTS = 0.001  # points of the loan's UPB a move back to its pool's trade may cost ($2.50 on $250k)
 STAY_SECONDS = 1.0  # the pass stops after this long (largest loans first), like the knapsack repacking
@@ -61,7 +59,7 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
     guests = guests[np.argsort(loan_trade[guests], kind="stable")]
     edges = np.searchsorted(loan_trade[guests], np.arange(p.n_trades + 1))
     partners = {t: guests[edges[t]:edges[t + 1]] for t in np.unique(loan_trade[guests]).tolist()}
-    deadline = time.monotonic() + STAY_SECONDS
+    deadline = work_clock() + STAY_SECONDS
 
     def points(loans: np.ndarray, trade: int) -> np.ndarray:
         """Premium points of each loan in the trade over its alternative (0 at its alternative; NaN: not
@@ -104,7 +102,7 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
 
     moved = 0
     for loan in away[np.argsort(-upb[away], kind="stable")].tolist():
-        if time.monotonic() > deadline:
+        if work_clock() > deadline:
             break
         home, there = int(current[loan]), int(loan_trade[loan])
         group = int(loan_budget[loan])

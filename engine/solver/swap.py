@@ -14,11 +14,10 @@ min keeps it, and every swap raises the objective, so the pass only improves the
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 
-from .problem import EPS
+from .problem import EPS, work_clock
 from .repair import RepairState
 
 MAX_PAIRS = 20_000  # exchanges valued per trade
@@ -29,12 +28,12 @@ MIN_SWAP_DOLLARS = 0.10  # a swap must gain this much (below: float noise and ch
 def swap_pass(state: RepairState, trades: np.ndarray, by_group: list[np.ndarray], deadline: float,
               give_two: bool = False) -> int:
     """One swap (the best that pays) per trade of `trades`, in that order, until `deadline`
-    (time.monotonic()); `by_group`: the free options of each group (pack.options_by_group); `give_two`:
+    (on problem.work_clock); `by_group`: the free options of each group (pack.options_by_group); `give_two`:
     a trade may also give two of its loans for one. Returns the swaps made."""
     p = state.p
     swaps = 0
     for j in trades.tolist():
-        if time.monotonic() > deadline:
+        if work_clock() > deadline:
             break
         opts = by_group[int(p.trade_group[j])]
         b = p.opt_loan[opts]
