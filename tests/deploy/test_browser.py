@@ -41,6 +41,7 @@ OTHER = "browserb"
 VIEWER_PASSWORD = "Browser-Viewer-Pw-1"
 CHART_TIMEOUT = 60.0  # seconds for every chart of one dashboard to finish (each takes ~5 s here)
 WAIT_MS = 30_000  # for one element of a dashboard still loading (a link in a chart, a filter's value)
+PAGE_MS = 90_000  # for a page (the login's redirect took over 30 s once, with the machine's 2 cores at load 5)
 HUB = "hub"
 SPECS: dict[str, DashboardSpec] = {  # the hub first, then the detail dashboards
     loaded.spec.slug: loaded.spec for loaded in sorted(load_specs(), key=lambda s: s.spec.slug != HUB)
@@ -145,7 +146,7 @@ def _login(browser: Browser, base: str, user: str, password: str) -> tuple[Any, 
     """A page logged in through Superset's login form. Requests that leave the test Superset (its
     telemetry pixel) are refused, so nothing waits on the network outside."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(PAGE_MS)
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
                   else route.abort())
     page = context.new_page()
