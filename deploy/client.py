@@ -456,7 +456,8 @@ class SupersetClient:
                 q["filters"] = filters
             return "GET", f"/api/v1/{resource}/", {"params": {"q": prison.dumps(q)}}
 
-        page, body = 0, self.send_many([page_call(0)])[0]
+        method, path, first = page_call(0)
+        page, body = 0, self.request(method, path, **first)
         results = body.get("result", [])
         yield from results
         while len(results) == PAGE_SIZE and (page + 1) * PAGE_SIZE < body.get("count", 0):

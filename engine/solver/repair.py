@@ -144,11 +144,8 @@ class RepairState:
         out_l, out_t, out_o = [], [], []
 
         # into short trades of the group
-        into_short = self._into_short(opts)
-        if len(into_short[0]):
-            out_l.append(into_short[0])
-            out_t.append(into_short[1])
-            out_o.append(into_short[2])
+        for out, part in zip((out_l, out_t, out_o), self._into_short(opts), strict=True):
+            out.append(part)
 
         # a loan at its alternative: the first trade of the group (best premium first) with room
         room = self.max_allowed - self.fill
