@@ -46,7 +46,13 @@ def conflicts(plans: list[Plan]) -> list[tuple[str, str]]:
 def viewers(plans: list[Plan]) -> list[tuple[str, str]]:
     """Users named under a tenant's viewers: that Superset does not have (the role could not hold them)."""
     return [("viewer", f"viewers of {plan.state.env.name}/{plan.state.tenant.name} not found in Superset: "
-                       f"{', '.join(plan.missing_viewers)}") for plan in plans if plan.missing_viewers]
+                       f"{_some(plan.missing_viewers)}") for plan in plans if plan.missing_viewers]
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """A few names, so that the line stays one a person can read however many there are."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def emptied(plans: list[Plan]) -> list[tuple[str, str]]:

@@ -446,11 +446,18 @@ def parse_service(doc: LocatedYaml) -> ServiceSettings:
                            broker_url=None if broker is None else _setting(broker, doc, "service", "broker_url"))
 
 
+MAX_USERNAME = 64  # Superset's ab_user.username
+
+
 def _viewers(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{where}: viewers must be a list of Superset user names")
+    bad = next((v for v in value if len(v) > MAX_USERNAME or not v.isprintable()), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: {bad[:40]!r} is not a Superset user name (at most {MAX_USERNAME} printable "
+                          f"characters)")
     return tuple(value)
 
 

@@ -101,6 +101,15 @@ def test_unknown_field_and_bad_yaml_name_the_line(tmp_path) -> None:
         Settings.resolve(home=tmp_path, config=_write(tmp_path, "environments:\n  a: [1,\n  b: }\n")).environments()
 
 
+@pytest.mark.parametrize("viewer", ["x" * 5000, "bad\\nname"])
+def test_a_viewer_that_cannot_be_a_user_name_names_the_line(tmp_path, viewer: str) -> None:
+    """A huge or unprintable name is refused where it is written, in one short line."""
+    text = ENVS + f"        viewers: [\"{viewer}\"]\n"
+    with pytest.raises(ConfigError, match=r"pfill.yaml:\d+: .* is not a Superset user name") as refused:
+        Settings.resolve(home=tmp_path, config=_write(tmp_path, text)).environments()
+    assert len(str(refused.value)) < 200
+
+
 def test_missing_config_file_is_an_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="environments file not found"):
         Settings.resolve(home=tmp_path, config=tmp_path / "nope.yaml")
