@@ -39,6 +39,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MiB of page cache, not 2: a run's index inserts land all over its tables' indexes (a quarter
+    # less time writing 100k loans' output); pages are only held as they are used
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 

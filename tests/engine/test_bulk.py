@@ -71,3 +71,25 @@ def test_values_the_binary_path_does_not_encode_go_as_csv() -> None:
     assert bulk._binary_fields(sample, {"k": np.arange(n)}, {"day": "2025-03-03"}) is None
     fields, rows = bulk._binary_fields(sample, {"k": np.arange(n)}, {"run_id": "r"})
     assert rows == n and len(fields) == 2
+
+
+@pytest.mark.parametrize("n", [1, bulk.SQLITE_ROWS_PER_STATEMENT, 2 * bulk.SQLITE_ROWS_PER_STATEMENT + 7])
+def test_sqlite_multi_row_inserts_store_every_row_as_single_inserts_do(tmp_path, n: int) -> None:
+    """Rows go in statements of many rows, the last one shorter: every row arrives once, as one row per
+    statement stores it (None, NaN, dates, booleans and quotes in constants included)."""
+    engine = open_database(f"sqlite:///{tmp_path}/bulk.db")
+    columns = _columns(n, np.random.default_rng(n))
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        assert bulk.insert_columns(conn, sample, columns, {"run_id": "multi", "tenant_id": "o'hara"}) == n
+        names = list(columns)
+        lists = [bulk._as_list(columns[k]) for k in names]
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.executemany(f"INSERT INTO bulk_sample (run_id, tenant_id, {', '.join(names)}) VALUES "
+                           f"('single', 'o''hara', {', '.join('?' * len(names))})", zip(*lists, strict=True))
+    with engine.connect() as conn:
+        stored = {run: conn.execute(sa.select(sample).where(sample.c.run_id == run).order_by(sample.c.k)).all()
+                  for run in ("multi", "single")}
+    engine.dispose()
+    assert len(stored["multi"]) == n
+    assert [r[1:] for r in stored["multi"]] == [r[1:] for r in stored["single"]]
