@@ -91,11 +91,11 @@ def _sqlite_insert(conn: sa.Connection, name: str, names: list[str], lists: list
     cursor = driver.cursor()
     if full:
         cursor.executemany(head + ", ".join([row] * per),
-                           (list(chain.from_iterable(zip(*(c[a:a + per] for c in lists))))
+                           (list(chain.from_iterable(zip(*(c[a:a + per] for c in lists), strict=True)))
                             for a in range(0, full, per)))
     if full < n_rows:
         cursor.execute(head + ", ".join([row] * (n_rows - full)),
-                       list(chain.from_iterable(zip(*(c[full:] for c in lists)))))
+                       list(chain.from_iterable(zip(*(c[full:] for c in lists), strict=True))))
     cursor.close()
 
 

@@ -31,12 +31,13 @@ from pfill.secrets import mask_text
 from pfill.tenants import check_tenant
 
 from . import runs
+from .beside import Beside, can_run_beside
 from .context import RunContext, utcnow
 from .inputs import check_inputs, check_loan_ids, load_inputs
 from .market import check_business_date
 from .schema import ACTIVE_STATUSES
 from .solver import DEFAULT_STRATEGY, STRATEGIES
-from .steps import STEPS
+from .steps import BESIDE, STEPS
 
 Progress = Callable[[str], None]
 
@@ -142,7 +143,7 @@ def _execute(engine: sa.Engine, run_id: str, options: RunOptions, progress: Prog
     progress(f"run {run_id} (tenant {options.tenant}, scoring {options.scoring})")
     ctx = RunContext(engine=engine, run_id=run_id, tenant=options.tenant, scoring=options.scoring,
                      strategy=options.strategy, as_of=options.as_of or date.today(),
-                     checkpoint=_cancel_checkpoint(engine, run_id))
+                     checkpoint=runs.cancel_checkpoint(engine, run_id))
     tracker = _Tracker(ctx, progress, loan_ids=options.loan_ids)
     with runs.Heartbeat(engine, run_id):
         try:
@@ -166,14 +167,6 @@ def _execute(engine: sa.Engine, run_id: str, options: RunOptions, progress: Prog
     return result
 
 
-def _cancel_checkpoint(engine: sa.Engine, run_id: str) -> Callable[[], None]:
-    def checkpoint() -> None:
-        if runs.cancel_requested(engine, run_id):
-            raise runs.RunCancelled()
-
-    return checkpoint
-
-
 @dataclass
 class _Tracker:
     """One run's progress through the steps: the current step and status, and seconds per step."""
@@ -184,6 +177,7 @@ class _Tracker:
     current: str = "load_inputs"
     status: str = "Pending"
     step_seconds: dict[str, float] = field(default_factory=dict)
+    beside: dict[str, Beside] = field(default_factory=dict)  # steps running in a process of their own
 
     def run_steps(self) -> None:
         ctx = self.ctx
@@ -196,8 +190,16 @@ class _Tracker:
         self.step_seconds[self.current] = round(time.monotonic() - started, 3)
         self.progress(f"  {self.current:<13} {self.step_seconds[self.current]:7.2f}s  {ctx.inputs.n_loans} loans, "
                       f"{ctx.inputs.n_trades} trades")
-        for name, step_status, step_fn in STEPS:
-            self.run_step(name, step_status, step_fn)
+        try:
+            for name, step_status, step_fn in STEPS:
+                if name in self.beside:
+                    self.join_beside(name, step_status)
+                else:
+                    self.run_step(name, step_status, step_fn)
+                self.start_beside(after=name)
+        finally:  # a failure or a cancel: a step still running beside stops before the run records it
+            for side in self.beside.values():
+                side.stop()
         self.current = "finish"
         _test_fault("finish", ctx.checkpoint)
         ctx.checkpoint()
@@ -217,6 +219,37 @@ class _Tracker:
         self.step_seconds[name] = round(time.monotonic() - started, 3)
         ctx.log(name, "step_end", f"{name} done in {self.step_seconds[name]:.3f}s")
         self.progress(f"  {name:<13} {self.step_seconds[name]:7.2f}s")
+
+    def start_beside(self, after: str) -> None:
+        """Start the steps that may run beside the rest once `after` is done (large runs only)."""
+        ctx = self.ctx
+        for name, needs in BESIDE.items():
+            if needs == after and can_run_beside(ctx):
+                step_fn = next(fn for step, _, fn in STEPS if step == name)
+
+                def work(mine: RunContext, name: str = name,
+                         step_fn: Callable[[RunContext], None] = step_fn) -> None:
+                    _test_fault(name, mine.checkpoint)
+                    step_fn(mine)
+
+                ctx.log(name, "step_start", f"{name} started beside the steps after {after}")
+                self.beside[name] = Beside.start(ctx, name, work)
+
+    def join_beside(self, name: str, step_status: str) -> None:
+        """A step's turn when it runs beside: wait for it and record it as run_step does."""
+        ctx = self.ctx
+        self.current = name
+        ctx.checkpoint()
+        values: dict[str, Any] = {"current_step": name, "heartbeat_at": utcnow()}
+        if step_status != self.status:
+            values["status"] = self.status = step_status
+        runs.update_run(ctx.engine, ctx.run_id, **values)
+        waited = time.monotonic()
+        self.step_seconds[name] = self.beside[name].wait()
+        waited = time.monotonic() - waited
+        ctx.log(name, "step_end", f"{name} done in {self.step_seconds[name]:.3f}s beside the run "
+                                  f"(waited {waited:.3f}s for it)")
+        self.progress(f"  {name:<13} {self.step_seconds[name]:7.2f}s  beside the run (waited {waited:.2f}s)")
 
     def cancelled(self) -> RunWasCancelled:
         """Record the run as Cancelled; returns the error to raise."""

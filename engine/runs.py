@@ -192,6 +192,15 @@ def cancel_requested(engine: sa.Engine, run_id: str) -> bool:
         return conn.execute(sa.select(H.c.cancel_requested_at).where(H.c.run_id == run_id)).scalar() is not None
 
 
+def cancel_checkpoint(engine: sa.Engine, run_id: str) -> Callable[[], None]:
+    """A run's checkpoint: raises RunCancelled once a cancel was requested."""
+    def checkpoint() -> None:
+        if cancel_requested(engine, run_id):
+            raise RunCancelled()
+
+    return checkpoint
+
+
 def request_cancel(engine: sa.Engine, run_id: str) -> dict[str, Any]:
     """Ask an active run to stop; it ends Cancelled at its next step boundary (or sooner). A queued
     run that no executor has claimed ends Cancelled at once."""

@@ -73,13 +73,14 @@ def _check_sqlite_path(url: str, path: Path, must_exist: bool) -> None:
                                 hint="choose a folder you can write (--db or PFILL_DB_URL, --home)")
 
 
-def open_database(url: str, *, must_exist: bool = False) -> Engine:
+def open_database(url: str, *, must_exist: bool = False, fresh: bool = False) -> Engine:
     """The process's engine for `url`. With `must_exist`, a missing SQLite file is an error (reads
-    must not create an empty database); otherwise its folder is created."""
+    must not create an empty database); otherwise its folder is created. With `fresh`, a new engine of
+    its own, not the process's (a forked process must not use its parent's connections)."""
     path = sqlite_file(url)  # checks the URL
     if path is not None:
         _check_sqlite_path(url, path, must_exist)
-    if url not in _engines:
+    if url not in _engines or fresh:
         try:
             backend = make_url(url).get_backend_name()
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend == "postgresql" else {}
@@ -93,6 +94,8 @@ def open_database(url: str, *, must_exist: bool = False) -> Engine:
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "handle_error", _translate)
+        if fresh:
+            return engine
         _engines[url] = engine
     return _engines[url]
 

@@ -19,3 +19,6 @@ STEPS: list[tuple[str, str, Callable[[RunContext], None]]] = [
     ("synthetic", "PostProcessing", synthetic.run),
 ]
 STEP_NAMES = [name for name, _, _ in STEPS]
+# steps that need nothing after the named step: in a large run they start once it is done and run
+# beside the steps between (engine/beside.py); the run waits for them at their own turn
+BESIDE = {"synthetic": "settle_price"}

@@ -1,0 +1,157 @@
+"""A step beside the run (engine/beside.py), on SQLite and PostgreSQL: the synthetic step, in a process of
+its own, writes what it writes in line; its failure and a cancel end the run as they do in line; a run
+that fails, is cancelled or is killed leaves no process of it behind and no row of it after BR-9."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pfill.database import open_database
+from pfill.engine import beside, runs, schema
+from pfill.engine.pipeline import RunFailed, RunOptions, RunWasCancelled, execute_run
+from pfill.processes import pid_alive
+from tests.engine.helpers import AS_OF, pfill_env, wait_for
+
+OPTIONS = RunOptions(tenant="demo", as_of=AS_OF)
+SYNTHETIC = (schema.pfill_syn_trade_base, schema.pfill_syn_powerfill_guide_all_rank, schema.pfill_syn_powerfill_guide)
+# a `pfill run` whose runs of any size go beside
+RUN_BESIDE = ("import sys; from pfill.engine import beside; beside.BESIDE_MIN_LOANS = 0; from pfill.cli import main; "
+              f"sys.argv = ['pfill', 'run', '--as-of', '{AS_OF.isoformat()}']; main()")
+
+
+@pytest.fixture
+def always_beside(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Runs of any size start their steps beside; returns the pids of the processes started."""
+    monkeypatch.setattr(beside, "BESIDE_MIN_LOANS", 0)
+    pids: list[int] = []
+    start = beside.Beside.start.__func__  # type: ignore[attr-defined]
+
+    def recording(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+        side = start(cls, *args, **kwargs)
+        pids.append(side.pid)
+        return side
+
+    monkeypatch.setattr(beside.Beside, "start", classmethod(recording))
+    return pids
+
+
+def _rows(url: str, table: sa.Table, run_id: str) -> list[tuple]:
+    keep = [c for c in table.c if c.name != "run_id"]
+    with open_database(url).connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(sa.select(*keep).where(table.c.run_id == run_id)))
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # the task ended meanwhile
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_a_step_beside_writes_what_it_writes_in_line(demo_db: str, always_beside: list[int],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = open_database(demo_db)
+    with monkeypatch.context() as m:
+        m.setattr(beside, "BESIDE_MIN_LOANS", 10**9)
+        in_line = execute_run(engine, OPTIONS)
+    assert always_beside == []
+    side = execute_run(engine, OPTIONS)
+    assert len(always_beside) == 1 and not pid_alive(always_beside[0])
+    assert side["status"] == "Complete"
+    for table in SYNTHETIC:
+        assert _rows(demo_db, table, side["run_id"]) == _rows(demo_db, table, in_line["run_id"]) != []
+    assert side["rows_written"] == in_line["rows_written"]
+    assert runs.get_run(engine, side["run_id"])["response_json"].count("synthetic_option_count") == 1
+    with engine.connect() as conn:
+        log = conn.execute(sa.select(schema.pfill_powerfill_log.c.message).where(
+            schema.pfill_powerfill_log.c.run_id == side["run_id"], schema.pfill_powerfill_log.c.step == "synthetic")
+        ).scalars().all()
+    assert log[0] == "synthetic started beside the steps after settle_price" and "beside the run" in log[-1]
+
+
+def test_a_failure_beside_fails_the_run_in_its_step_with_the_message_of_a_run_in_line(
+        demo_db: str, always_beside: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PFILL_TEST_FAIL_STEP", "synthetic")
+    with pytest.raises(RunFailed, match=r"failed in step synthetic: RuntimeError: injected failure in synthetic"):
+        execute_run(open_database(demo_db), OPTIONS)
+    failed = runs.latest_run(open_database(demo_db), "demo")
+    assert (failed["status"], failed["failure_step"]) == ("Failed", "synthetic")
+    assert failed["failure_message"] == "RuntimeError: injected failure in synthetic (PFILL_TEST_FAIL_STEP)"
+    assert len(always_beside) == 1 and not pid_alive(always_beside[0])
+
+
+def test_a_run_that_fails_stops_its_step_beside_before_the_cleanup(
+        demo_db: str, always_beside: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PFILL_TEST_STEP_DELAY", "synthetic=30")
+    monkeypatch.setenv("PFILL_TEST_FAIL_STEP", "allocation")
+    started = time.monotonic()
+    with pytest.raises(RunFailed, match="failed in step allocation"):
+        execute_run(open_database(demo_db), OPTIONS)
+    assert time.monotonic() - started < 20  # it did not wait for the step beside
+    [pid] = always_beside
+    assert not pid_alive(pid)
+    run = runs.latest_run(open_database(demo_db), "demo")
+    assert (run["status"], run["failure_step"]) == ("Failed", "allocation")
+    for table in (*schema.USER_FACING_OUTPUTS, *SYNTHETIC):  # the step beside was stopped before it wrote
+        assert _rows(demo_db, table, run["run_id"]) == []
+
+
+def _start(db_url: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", RUN_BESIDE], env=pfill_env(db_url, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_run_leaves_no_process_beside(demo_db: str) -> None:
+    proc = _start(demo_db, PFILL_TEST_STEP_DELAY="synthetic=60,allocation=60")
+    try:
+        [child] = wait_for(lambda: _children(proc.pid))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: not pid_alive(child), timeout=10)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_cancel_reaches_a_step_waiting_beside(demo_db: str) -> None:
+    engine = open_database(demo_db)
+    proc = _start(demo_db, PFILL_TEST_STEP_DELAY="synthetic=60")
+    try:
+        run = wait_for(lambda: (r := runs.active_run(engine, "demo")) and r["current_step"] == "synthetic" and r)
+        [child] = _children(proc.pid)
+        runs.request_cancel(engine, run["run_id"])
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "cancelled" in err
+    assert runs.get_run(engine, run["run_id"])["status"] == "Cancelled"
+    assert not pid_alive(child)
+    for table in schema.USER_FACING_OUTPUTS:
+        assert _rows(demo_db, table, run["run_id"]) == []
+
+
+def test_a_cancel_in_the_main_line_stops_the_step_beside(demo_db: str, always_beside: list[int],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main line sees the cancel at a step boundary first: the step beside (still asleep) is stopped."""
+    engine = open_database(demo_db)
+    monkeypatch.setenv("PFILL_TEST_STEP_DELAY", "synthetic=60,pool_guide=3")
+    cancel = threading.Timer(1.5, lambda: runs.request_cancel(engine, runs.active_run(engine, "demo")["run_id"]))
+    cancel.start()
+    started = time.monotonic()
+    with pytest.raises(RunWasCancelled, match="during pool_guide"):
+        execute_run(engine, OPTIONS)
+    cancel.join()
+    assert time.monotonic() - started < 20
+    [pid] = always_beside
+    assert not pid_alive(pid)
