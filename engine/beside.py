@@ -126,8 +126,12 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     try:
         engine = open_database(ctx.engine.url.render_as_string(hide_password=False), fresh=True)
         mine = dataclasses.replace(ctx, engine=engine, checkpoint=runs.cancel_checkpoint(engine, ctx.run_id),
-                                   counters={}, rows_written={})
-        work(mine)
+                                   counters={}, rows_written={}, _writers=None, _writes=[])  # no parent's thread
+        try:
+            work(mine)
+            mine.settle_writes()
+        finally:
+            mine.close_writes()
         return {"status": "done", "seconds": round(time.monotonic() - started, 3), "counters": mine.counters,
                 "rows_written": mine.rows_written}
     except runs.RunCancelled:

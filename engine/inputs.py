@@ -69,8 +69,7 @@ def _fast_bool(values: Sequence[Any]) -> np.ndarray:
 # The whole column is converted at once; only when that fails is it walked value by value to name the row.
 _KINDS: list[tuple[type, Callable[[Sequence[Any]], np.ndarray], Callable[[Any], Any], Any, str]] = [
     (sa.Date, lambda vs: np.array(vs, dtype="datetime64[D]"), _to_date, "datetime64[D]", "a date (YYYY-MM-DD)"),
-    (sa.Float, lambda vs: np.array([math.nan if v is None else v for v in vs], dtype=float), _to_float, float,
-     "a number"),
+    (sa.Float, lambda vs: np.array(vs, dtype=float), _to_float, float, "a number"),  # numpy reads None as NaN
     (sa.Boolean, _fast_bool, _to_bool, bool, "a boolean (0 or 1)"),
     (sa.Integer, lambda vs: np.array([-1 if v is None else v for v in vs], dtype=np.int64), _to_int, np.int64,
      "a whole number"),
@@ -78,7 +77,8 @@ _KINDS: list[tuple[type, Callable[[Sequence[Any]], np.ndarray], Callable[[Any], 
 _BAD_VALUE = (ValueError, TypeError, OverflowError)
 
 
-def _convert(table: sa.Table, column: sa.Column, values: Sequence[Any], keys: Sequence[str], tenant: str) -> np.ndarray:
+def _convert(table: sa.Table, column: sa.Column, values: Sequence[Any], key: Callable[[int], str],
+             tenant: str) -> np.ndarray:
     for kind, convert_all, convert, dtype, what in _KINDS:
         if isinstance(column.type, kind):
             try:
@@ -92,7 +92,7 @@ def _convert(table: sa.Table, column: sa.Column, values: Sequence[Any], keys: Se
                 except _BAD_VALUE:
                     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
                     raise InputError(
-                        f"{table.name}.{column.name} is {shown}, not {what} (tenant {tenant}, {keys[i]})",
+                        f"{table.name}.{column.name} is {shown}, not {what} (tenant {tenant}, {key(i)})",
                         hint=f"fix that row of {table.name}, or reload the tenant's inputs "
                              f"(`pfill demo-data --tenant {tenant}`)",
                     ) from None
@@ -116,8 +116,11 @@ def _read(conn: sa.Connection, table: sa.Table, tenant: str, where: Any = None) 
     rows = conn.execute(query.order_by(*key)).fetchall()
     names = [c.name for c in columns]
     at = [(c.name, names.index(c.name)) for c in key]
-    keys = [", ".join(f"{name} {r[i]}" for name, i in at) or "a row" for r in rows]
-    return {column.name: _convert(table, column, [r[i] for r in rows], keys, tenant)
+
+    def row_key(k: int) -> str:  # only a bad value's row is named
+        return ", ".join(f"{name} {rows[k][i]}" for name, i in at) or "a row"
+
+    return {column.name: _convert(table, column, [r[i] for r in rows], row_key, tenant)
             for i, column in enumerate(columns)}
 
 

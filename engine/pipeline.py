@@ -197,9 +197,10 @@ class _Tracker:
                 else:
                     self.run_step(name, step_status, step_fn)
                 self.start_beside(after=name)
-        finally:  # a failure or a cancel: a step still running beside stops before the run records it
+        finally:  # a failure or a cancel: a step beside and the writes in flight end before the run records it
             for side in self.beside.values():
                 side.stop()
+            ctx.close_writes()
         self.current = "finish"
         _test_fault("finish", ctx.checkpoint)
         ctx.checkpoint()
@@ -216,6 +217,7 @@ class _Tracker:
         started = time.monotonic()
         _test_fault(name, ctx.checkpoint)
         step_fn(ctx)
+        ctx.settle_writes()  # a step is done when its rows are written
         self.step_seconds[name] = round(time.monotonic() - started, 3)
         ctx.log(name, "step_end", f"{name} done in {self.step_seconds[name]:.3f}s")
         self.progress(f"  {name:<13} {self.step_seconds[name]:7.2f}s")
