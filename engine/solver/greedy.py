@@ -17,8 +17,6 @@ Greedy, in the spirit of the original (setup, first pass, substitution, orphan s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .. import reasons
@@ -89,8 +87,10 @@ class _GreedyState:
     def _walks(self, allowed: np.ndarray) -> _Walks:
         """The lists the unplaced loans walk: per option the allowed trades of its group, best premium
         first; a loan's current trade (its pool's) is a list of its own, tried at its score plus the
-        stability bonus, and skipped in its group's list."""
+        stability bonus, and skipped in its group's list. Every list ends in the marker trade m (no
+        trade), so a walk never needs to know where its list ends."""
         p = self.p
+        m = p.n_trades
         _, trades = p.group_trades()
         listed = trades[allowed[trades]]
         list_start = np.r_[0, np.cumsum(np.bincount(p.trade_group[listed], minlength=p.n_groups))]
@@ -102,62 +102,87 @@ class _GreedyState:
         safe = np.maximum(current, 0)
         own = (current >= 0) & (p.trade_group[safe] == g) & allowed[safe]
         k = int(own.sum())
+        # group g's list at list_start[g] + g (one marker after each list), then [current, m] per own walk
+        own_start = len(listed) + p.n_groups
+        lists = np.full(own_start + 2 * k, m, dtype=np.int64)
+        lists[np.arange(len(listed)) + p.trade_group[listed]] = listed
+        lists[own_start::2] = current[own]
         entry_loan = np.r_[loan, loan[own]]
-        lo = np.r_[list_start[g], len(listed) + np.arange(k)]
         order = np.argsort(entry_loan, kind="stable")
+        ptr = np.r_[list_start[g] + g, own_start + 2 * np.arange(k)][order]
+        hb = self.hb[entry_loan[order]]
         return _Walks(
-            trades=np.r_[listed, current[own]], loan=entry_loan[order],
-            score=np.r_[p.opt_score[opts], p.opt_score[opts[own]]][order],
-            bonus=np.r_[np.zeros(len(opts)), np.full(k, STABILITY_BONUS)][order],
+            lists=lists, loan=entry_loan[order], ptr=ptr, head=lists[ptr],
+            base=(np.r_[p.opt_score[opts], p.opt_score[opts[own]]]
+                  + np.r_[np.zeros(len(opts)), np.full(k, STABILITY_BONUS)])[order],
             skip=np.r_[np.where(own, current, -1), np.full(k, -1)][order],
-            ptr=lo[order], end=np.r_[list_start[g + 1], lo[len(opts):] + 1][order],
+            upb=self.upb[entry_loan[order]], hb_offset=hb * (m + 1),
         )
 
-    def _skip_dead(self, w: _Walks, idx: np.ndarray, limit: np.ndarray, changed: np.ndarray | None) -> np.ndarray:
-        """Move each walk in `idx` past the trades that cannot take its loan now (too little room, or the
-        high-balance cap); returns the walks with a trade left. Rooms only shrink within a fill round, so
-        only walks whose head is a `changed` trade (one that took loans since; None: every trade) can
-        have died."""
+    def _advance(self, w: _Walks, check: np.ndarray, limit: np.ndarray, premium: np.ndarray) -> int:
+        """Move each walk in `check` past the trades that cannot take its loan now (too little room, or
+        the high-balance cap, or the trade its current-trade walk tries); returns how many walks reached
+        the end of their list. Rooms only shrink within a fill round, so only walks whose head took
+        loans since can have died. The walks are copied out once and shrink to the ones still moving."""
+        m = self.p.n_trades
         room = limit - self.fill + EPS
         hb_room = self.hb_cap - self.hb_fill + EPS
-        check = idx if changed is None else idx[changed[w.head[idx]]]
+        # what a walk's UPB must not exceed, by head + hb_offset: the room, then for a high-balance loan
+        # also the cap's room; the end marker stops every walk
+        fits_within = np.r_[room, np.inf, np.fmin(room, hb_room), np.inf]
+        head, ptr, upb = w.head[check], w.ptr[check], w.upb[check]
+        hb_offset, skip = w.hb_offset[check], w.skip[check]
+        moved = False
+        ended = 0
         while len(check):
-            head = w.head[check]
-            upb = w.upb[check]
-            too_big = upb > room[head]
-            hb_block = w.hb[check] & (upb > hb_room[head])
-            skip = head == w.skip[check]
-            self.hb_rejected[w.loan[check[hb_block & ~too_big & ~skip]]] = True
-            dead = check[skip | too_big | hb_block]
-            w.ptr[dead] += 1
-            more = w.ptr[dead] < w.end[dead]
-            w.head[dead[~more]] = -1
-            check = dead[more]
-            w.head[check] = w.trades[w.ptr[check]]
-        return idx[w.head[idx] >= 0]
+            dead = (upb > fits_within[head + hb_offset]) | (head == skip)
+            hb_dead = np.flatnonzero(dead & (hb_offset > 0))
+            if len(hb_dead):  # blocked by the cap alone (it fits the room, and is not skipped)
+                blocked = ~(upb[hb_dead] > room[head[hb_dead]]) & (head[hb_dead] != skip[hb_dead])
+                self.hb_rejected[w.loan[check[hb_dead[blocked]]]] = True
+            if moved:  # the walks that stop here: write their new head back
+                stop = ~dead
+                stopped, stop_head = check[stop], head[stop]
+                w.head[stopped], w.ptr[stopped] = stop_head, ptr[stop]
+                w.priority[stopped] = w.base[stopped] + premium[stop_head]
+                ended += int(np.count_nonzero(stop_head == m))
+            check, ptr, upb, hb_offset, skip = check[dead], ptr[dead] + 1, upb[dead], hb_offset[dead], skip[dead]
+            head = w.lists[ptr]
+            moved = True
+        return ended
 
     def fill_rounds(self, allowed: np.ndarray, limit: np.ndarray, pass_code: int) -> None:
         """Proposal rounds for the unplaced loans over the `allowed` trades, up to `limit` per trade: each
         loan proposes to its best trade that can still take it; each trade accepts in priority order
-        while its running UPB (and high-balance UPB) fits."""
+        while its running UPB (and high-balance UPB) fits.
+
+        The walks stay in arrays of their own, by loan; a walk that ends or whose loan is placed gets
+        the end marker and priority -inf, and the arrays drop such walks once they are half of them."""
         p = self.p
+        m = p.n_trades
+        premium = np.r_[p.trade_premium, -np.inf]  # the end marker's: never a loan's best
         w = self._walks(allowed)
-        w.upb, w.hb = self.upb[w.loan], self.hb[w.loan]
-        idx = np.flatnonzero(w.ptr < w.end)
-        w.head = np.full(len(w.loan), -1, dtype=np.int64)
-        w.head[idx] = w.trades[w.ptr[idx]]
-        changed = None
+        w.priority = w.base + premium[w.head]
+        w.segment()
+        changed = np.zeros(m + 1, dtype=bool)
+        check = np.arange(len(w.loan))
         while True:
-            idx = self._skip_dead(w, idx, limit, changed)
-            if len(idx) == 0:
+            w.gone += self._advance(w, check, limit, premium)
+            if 2 * w.gone > len(w.loan):
+                w.compact(m)
+            # each loan's best walk: highest priority, then lowest trade (a loan with no walk left has
+            # the maximum -inf, made NaN so that no walk equals it)
+            best_priority = np.maximum.reduceat(w.priority, w.seg_start) if len(w.loan) else np.zeros(0)
+            best_priority[best_priority == -np.inf] = np.nan
+            best = np.flatnonzero(w.priority == np.repeat(best_priority, w.seg_len))
+            seg = w.walk_seg[best]
+            if len(seg) > 1 and np.any(seg[1:] == seg[:-1]):
+                best = best[best_per_segment(seg, w.priority[best], w.head[best])]
+            if len(best) == 0:
                 break
             self.rounds += 1
-            changed = np.zeros(p.n_trades, dtype=bool)
-            head = w.head[idx]
-            loan = w.loan[idx]
-            priority = w.base[idx] + p.trade_premium[head]
-            first = best_per_segment(loan, priority, head)  # each loan's best walk (idx is sorted by loan)
-            loan, trade, priority = loan[first], head[first], priority[first]
+            changed[:] = False
+            loan, trade, priority = w.loan[best], w.head[best], w.priority[best]
             # each trade takes its proposals in priority order while they fit (first fit: a proposal
             # that no longer fits is passed over; it finds the trade full next round)
             o = np.lexsort((-priority, trade))
@@ -177,7 +202,9 @@ class _GreedyState:
                 left = (upb[~ok] <= (limit - self.fill)[trade[o]] + EPS) & (
                     ~hb[~ok] | (upb[~ok] <= (self.hb_cap - self.hb_fill)[trade[o]] + EPS))
                 o = o[left]
-            idx = idx[self.loan_trade[w.loan[idx]] < 0]
+            placed = w.walk_seg[best[self.loan_trade[loan] >= 0]]
+            w.gone += w.end_segments(placed, m)
+            check = np.flatnonzero(changed[w.head])
 
     def substitute(self) -> int:
         """Move loans from trades with slack into short trades; returns the number of moves."""
@@ -232,28 +259,47 @@ class _GreedyState:
         return moves
 
 
-@dataclass
 class _Walks:
     """The lists a fill round walks, one per (loan, option) plus one per loan's current trade; sorted by
-    loan. Walk e tries trades[ptr[e]:end[e]] in order."""
+    loan. Walk e tries lists[ptr[e]], lists[ptr[e] + 1], ... up to the end marker m. Every per-walk
+    array is compacted together (`compact`)."""
 
-    trades: np.ndarray  # the concatenated lists
-    loan: np.ndarray
-    score: np.ndarray  # the option's score (the trade's premium is added per trade)
-    bonus: np.ndarray  # STABILITY_BONUS on a current-trade walk
-    skip: np.ndarray  # the trade this walk leaves to the current-trade walk, -1 none
-    ptr: np.ndarray
-    end: np.ndarray
-    head: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # trades[ptr], -1 past the end
-    upb: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the walk's loan's UPB
-    hb: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # ... and high-balance flag
+    def __init__(self, *, lists: np.ndarray, loan: np.ndarray, ptr: np.ndarray, head: np.ndarray,
+                 base: np.ndarray, skip: np.ndarray, upb: np.ndarray, hb_offset: np.ndarray) -> None:
+        self.lists = lists  # the concatenated lists, each ending in the marker m
+        self.loan = loan
+        self.ptr = ptr
+        self.head = head  # lists[ptr]: the trade the walk tries now, m once it ended
+        self.base = base  # the option's score (+ STABILITY_BONUS on a current-trade walk)
+        self.skip = skip  # the trade this walk leaves to the current-trade walk, -1 none
+        self.upb = upb  # the walk's loan's UPB
+        self.hb_offset = hb_offset  # m + 1 for a high-balance loan (it looks up the cap's room too), else 0
+        self.priority = base  # base + the head's premium, -inf once ended
+        self.gone = 0  # walks ended or of placed loans since the last compaction (an upper bound)
 
-    @property
-    def base(self) -> np.ndarray:
-        """score + bonus: the walk's priority before the trade's premium."""
-        if not hasattr(self, "_base"):
-            self._base = self.score + self.bonus
-        return self._base
+    _PER_WALK = ("loan", "ptr", "head", "base", "skip", "upb", "hb_offset", "priority")
+
+    def segment(self) -> None:
+        """Each loan's run of walks: seg_start, seg_len, and walk_seg (the run of each walk)."""
+        new = np.r_[True, self.loan[1:] != self.loan[:-1]] if len(self.loan) else np.zeros(0, dtype=bool)
+        self.seg_start = np.flatnonzero(new)
+        self.seg_len = np.diff(np.r_[self.seg_start, len(self.loan)])
+        self.walk_seg = np.cumsum(new) - 1
+
+    def end_segments(self, segments: np.ndarray, m: int) -> int:
+        """End every walk of these runs (their loans are placed); returns how many walks that was."""
+        walks = ranges(self.seg_start[segments], self.seg_len[segments])
+        self.head[walks] = m
+        self.priority[walks] = -np.inf
+        return len(walks)
+
+    def compact(self, m: int) -> None:
+        """Drop the walks that ended."""
+        keep = np.flatnonzero(self.head < m)
+        for name in self._PER_WALK:
+            setattr(self, name, getattr(self, name)[keep])
+        self.segment()
+        self.gone = 0
 
 
 def greedy(problem: AllocationProblem) -> AllocationResult:
