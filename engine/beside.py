@@ -1,17 +1,17 @@
-"""A step that needs only the inputs runs in a process of its own, beside the steps that follow it.
+"""Work that needs only what the run already has runs in a process of its own, beside the rest.
 
-The synthetic step reads the loans, the trades and the pay-ups (settle_price), nothing the allocation
-makes. In a large run it runs beside candidates, allocation and pool_guide instead of after them: with
-a second core free its time is hidden, with none it costs what it did in line.
+Two pieces of a large run need nothing the allocation makes: the synthetic step (the loans, the trades,
+the pay-ups of settle_price) and the candidate tables (the candidates). They run beside the main line
+instead of after it: with a second core free their time is hidden, with none it costs what it did in
+line. The main line is the run's critical path, so the work beside runs at a lower priority.
 
-    side = Beside.start(ctx, "synthetic", work)   # after settle_price
-    ...                                           # the main line goes on
-    seconds = side.wait()                         # at the step's turn: its counters and rows join ctx
+    side = Beside.start(ctx, "synthetic", work)   # the steps go on
+    seconds = side.wait()                         # where its result is due: its counters and rows join ctx
 
 The process is a fork of the run's (it has the inputs without copying them) with a database
-connection of its own; it writes only its step's tables. It dies with the run's process, and the run
+connection of its own; it writes only its own tables. It dies with the run's process, and the run
 stops it (and waits until it is gone) before it records a failure or a cancel, so no row of it lands
-after BR-9's cleanup. Small runs, in-memory SQLite and systems without fork run the step in line.
+after BR-9's cleanup. Small runs, in-memory SQLite and systems without fork run it all in line.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from pfill.errors import PfillError
 from . import runs
 from .context import RunContext
 
-BESIDE_MIN_LOANS = 20_000  # below this a fork and a second connection cost more than the step itself
+BESIDE_MIN_LOANS = 20_000  # below this a fork and a second connection cost more than the work itself
+NICENESS = 5  # the work beside yields a busy core to the main line, which every later step waits for
 _PR_SET_PDEATHSIG = 1
 
 
 class BesideFailed(PfillError):
-    """The step failed in its own process: the message is the one it would have raised in line."""
+    """The work failed in its own process: the message is the one it would have raised in line."""
 
 
 def can_run_beside(ctx: RunContext) -> bool:
@@ -49,7 +50,7 @@ def can_run_beside(ctx: RunContext) -> bool:
 
 @dataclasses.dataclass
 class Beside:
-    """A step running in a child process; `wait` for its answer or `stop` it."""
+    """Work running in a child process; `wait` for its answer or `stop` it."""
 
     ctx: RunContext
     name: str
@@ -59,8 +60,8 @@ class Beside:
 
     @classmethod
     def start(cls, ctx: RunContext, name: str, work: Callable[[RunContext], None]) -> Beside:
-        """Fork a process that runs `work` (the step, with its test hooks) on a copy of `ctx` with its
-        own database engine, counters and rows written."""
+        """Fork a process that runs `work` (a step with its test hooks, or a step's writes) on a copy of
+        `ctx` with its own database engine, counters and rows written."""
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -71,7 +72,7 @@ class Beside:
         return cls(ctx=ctx, name=name, pid=pid, answer_fd=read_fd)
 
     def wait(self) -> float:
-        """Wait for the step's end; its counters and rows join the run's. Returns its seconds. Raises
+        """Wait for the work's end; its counters and rows join the run's. Returns its seconds. Raises
         RunCancelled when it saw a cancel, BesideFailed when it failed or its process died."""
         with os.fdopen(self.answer_fd, "rb") as pipe:
             raw = pipe.read()
@@ -82,7 +83,7 @@ class Beside:
         except ValueError:
             how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                    else f"exit code {os.waitstatus_to_exitcode(status)}")
-            raise BesideFailed(f"the {self.name} step's process ended without an answer ({how})",
+            raise BesideFailed(f"{self.name}: its process beside the run ended without an answer ({how})",
                                hint="run it again; if it recurs, check the machine's memory") from None
         if answer["status"] == "cancelled":
             raise runs.RunCancelled()
@@ -113,6 +114,7 @@ def _child(ctx: RunContext, work: Callable[[RunContext], None], answer_fd: int, 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _die_with(parent)
+        os.nice(NICENESS)
         os.write(answer_fd, json.dumps(_answer(ctx, work), default=str).encode())
         code = 0
     finally:

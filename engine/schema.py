@@ -295,8 +295,6 @@ pfill_candidate_options = sa.Table(
     sa.Column("best_pair_score", sa.Float, comment="score + the group's highest price: the option's best pair"),
     sa.Column("worst_pair_score", sa.Float, comment="score + the group's lowest price: the option's worst pair"),
     sa.Column("loan_pair_count", sa.Integer, nullable=False, comment="Eligible pairs of the loan (all its options)"),
-    _id("chosen_trade_id", nullable=True, comment="Trade the allocation chose for the loan (NULL: none)"),
-    sa.Column("chosen_score", sa.Float, comment="Score of the chosen pair (NULL: none)"),
     sa.PrimaryKeyConstraint("run_id", "loan_id", "trade_group", name="pk_pfill_candidate_options"),
     comment="Candidates: every eligible option (loan x trade group) of the run; its pairs are the group's trades",
 )
@@ -384,6 +382,8 @@ pfill_powerfill_guide = sa.Table(
     sa.Column("value", sa.Float, comment="Dollar value: upb * (price + payup [+ carry]) / 100"),
     sa.Column("rank", sa.Integer, comment="Candidate rank of the chosen pair (1 = the loan's best)"),
     sa.Column("pass_name", sa.String(_CODE), comment="locked, first_pass, substitution, orphan_sweep"),
+    sa.Column("score", sa.Float, comment="Score of the chosen candidate pair, points: the option's score + the "
+                                         "trade's price (NULL: a locked loan, placed without a candidate)"),
     sa.PrimaryKeyConstraint("run_id", "loan_id", name="pk_pfill_powerfill_guide"),
     comment="Allocations: one row per loan placed in a trade",
 )

@@ -32,6 +32,7 @@ REVISIONS: tuple[tuple[str, str], ...] = (
     ("0002", "output_removed_at"),
     ("0003", "candidate options"),
     ("0004", "quality comments"),
+    ("0005", "chosen pair"),
 )
 HEAD = REVISIONS[-1][0]
 ENGINE_TABLES = frozenset({"pfill_run_history", "loan"})  # an unversioned engine schema has both

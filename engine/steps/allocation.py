@@ -1,10 +1,11 @@
 """Step 4, allocation: fill trades from the candidates, per constraint stage, with a swappable strategy.
 
 In:  ctx.cash, ctx.pricing, ctx.candidates, pfill_constraints.  Out (tables, one writer each):
-pfill_powerfill_guide, pfill_trade_groups + pfill_candidate_options (every eligible option, the chosen
-pair), pfill_trade_base, pfill_cash_market_map (every loan no trade took, slot fields NULL where no cell fits),
-pfill_kickouts (no trade and no cash cell).  Out: ctx.allocation (state.Allocation: per loan its trade,
-target pool, cash or kicked out, and why).
+pfill_powerfill_guide (with the chosen pair's score), pfill_trade_groups + pfill_candidate_options
+(every eligible option; beside the solve in a large run), pfill_trade_base, pfill_cash_market_map
+(every loan no trade took, slot fields NULL where no cell fits), pfill_kickouts (no trade and no cash
+cell).  Out: ctx.allocation (state.Allocation: per loan its trade, target pool, cash or kicked out, and
+why).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import reasons, schema
+from ..beside import Beside, can_run_beside
 from ..context import RunContext
 from ..inputs import Inputs
 from ..market import DEFAULT_HIGH_BALANCE_CAP_PCT
@@ -64,15 +66,25 @@ def build_problem(ctx: RunContext) -> AllocationProblem:
 
 
 def run(ctx: RunContext) -> None:
-    """Allocate, then write the five output tables (checking for cancel between the large ones)."""
+    """Write the candidate tables (beside the solve in a large run: they need only the candidates),
+    allocate, then write the other four tables (checking for cancel between the large ones)."""
     problem = build_problem(ctx)
-    result = allocate(problem, ctx.strategy)
-    ctx.checkpoint()
-    top = problem.top_pairs(ctx.candidates_kept_per_loan)
-    placement = place(ctx, problem, result, top)
-    write_guide(ctx, placement, result)
-    ctx.checkpoint()
-    write_candidates(ctx, problem, result)
+    if can_run_beside(ctx):
+        candidate_tables = Beside.start(ctx, "candidate tables", lambda mine: write_candidates(mine, problem))
+    else:
+        write_candidates(ctx, problem)
+        candidate_tables = None
+    try:
+        result = allocate(problem, ctx.strategy)
+        ctx.checkpoint()
+        top = problem.top_pairs(ctx.candidates_kept_per_loan)
+        placement = place(ctx, problem, result, top)
+        if candidate_tables is not None:
+            candidate_tables.wait()
+    finally:  # a failure or a cancel: the writes beside end first (nothing lands after the cleanup)
+        if candidate_tables is not None:
+            candidate_tables.stop()
+    write_guide(ctx, placement, result, problem)
     ctx.checkpoint()
     write_trade_base(ctx, placement, result, problem.trade_stage)
     ctx.allocation = outcome(ctx, result, placement)
@@ -139,8 +151,9 @@ def place(ctx: RunContext, problem: AllocationProblem, result: AllocationResult,
                      carry=carry, value=np.round(loans["upb"][placed] * score / 100.0, 2), loan_rank=loan_rank)
 
 
-def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> None:
-    """pfill_powerfill_guide: one row per placed loan."""
+def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult, problem: AllocationProblem) -> None:
+    """pfill_powerfill_guide: one row per placed loan, with its chosen candidate pair's score (NULL for a
+    locked loan: it has no candidate)."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     placed, t = pl.loans, pl.trades
@@ -154,13 +167,15 @@ def write_guide(ctx: RunContext, pl: Placement, result: AllocationResult) -> Non
         "price": pl.price, "payup": pl.payup, "carry": pl.carry, "value": pl.value,
         "rank": np.where(rank > 0, rank.astype(object), None),
         "pass_name": names[result.loan_pass[placed]],
+        "score": np.where(result.loan_chosen[placed], problem.pair_score(placed, t), np.nan),
     })
 
 
-def write_candidates(ctx: RunContext, problem: AllocationProblem, result: AllocationResult) -> None:
+def write_candidates(ctx: RunContext, problem: AllocationProblem) -> None:
     """Every eligible pair of the run, as the candidate step holds them: pfill_trade_groups (each trade's
-    group, price and order) and pfill_candidate_options (each option, with the loan's pair count and the
-    chosen pair). Never pair by pair: the report expands and ranks the pairs (pool_candidates)."""
+    group, price and order) and pfill_candidate_options (each option, with the loan's pair count). Never
+    pair by pair: the report expands and ranks the pairs (pool_candidates), and finds the chosen pair
+    in the guide."""
     assert ctx.inputs is not None
     loans, trades = ctx.inputs.loans, ctx.inputs.trades
     cand = required(ctx.candidates, "candidates")
@@ -182,17 +197,12 @@ def write_candidates(ctx: RunContext, problem: AllocationProblem, result: Alloca
     # pair's score falls between the two
     best = trades["price"][by_group[start[:-1]]][cand.group]
     worst = trades["price"][by_group[start[1:] - 1]][cand.group]
-    chosen = np.flatnonzero(result.loan_chosen & (result.loan_trade >= 0))
-    chosen_trade = np.full(n, None, dtype=object)
-    chosen_trade[chosen] = trades["trade_id"][result.loan_trade[chosen]]
-    chosen_score = np.full(n, np.nan)
-    chosen_score[chosen] = problem.pair_score(chosen, result.loan_trade[chosen])
     ol = cand.loan  # options are sorted by loan, then group: the table's key order
     ctx.write(schema.pfill_candidate_options, {
         "loan_id": loans["loan_id"][ol], "trade_group": cand.group, "upb": loans["upb"][ol],
         "note_rate": loans["note_rate"][ol], "payup": cand.payup, "carry": cand.carry, "score": cand.score,
         "pair_count": size, "best_pair_score": cand.score + best, "worst_pair_score": cand.score + worst,
-        "loan_pair_count": loan_pairs[ol], "chosen_trade_id": chosen_trade[ol], "chosen_score": chosen_score[ol],
+        "loan_pair_count": loan_pairs[ol],
     })
 
 

@@ -75,7 +75,8 @@ def bench(kind: str, loans: int, trades: int) -> dict:
         return {"kind": kind, "loans": loans, "trades": trades, "seconds": total, "cpu": cpu, "demo_data": load,
                 "steps": json.loads(run["step_seconds_json"]), "rows": sum(run["rows_written"].values()),
                 "run": run, "mip": float(counters.get("mip_seconds") or 0.0),
-                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "beside_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     finally:
         drop()
 
@@ -117,7 +118,12 @@ def main() -> None:
     print()
     small, large = sizes[0][0], sizes[-1][0]
     rss = max(x["rss_mib"] for runs in results.values() for x in runs)
-    print(f"peak RSS {rss:,.0f} MiB (target <= {TARGET_RSS_MIB:,.0f}): {'met' if rss <= TARGET_RSS_MIB else 'NOT met'}")
+    beside = max(x["beside_mib"] for runs in results.values() for x in runs)
+    # the step beside is a fork: until pages change it shares the run's, so the sum over-counts; it is the
+    # figure held against the target all the same
+    print(f"peak RSS {rss:,.0f} MiB in the run's process, {beside:,.0f} MiB in the step beside (a fork, sharing "
+          f"pages with it), {rss + beside:,.0f} MiB together (target <= {TARGET_RSS_MIB:,.0f}): "
+          f"{'met' if rss + beside <= TARGET_RSS_MIB else 'NOT met'}")
     for kind in kinds:
         big = statistics.median(x["seconds"] for x in results[(kind, large)])
         print(f"{kind:<10} {large} loans end to end {big:.2f}s (target <= {TARGET_SECONDS:.0f} s): "

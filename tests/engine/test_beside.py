@@ -1,6 +1,7 @@
-"""A step beside the run (engine/beside.py), on SQLite and PostgreSQL: the synthetic step, in a process of
-its own, writes what it writes in line; its failure and a cancel end the run as they do in line; a run
-that fails, is cancelled or is killed leaves no process of it behind and no row of it after BR-9."""
+"""Work beside the run (engine/beside.py), on SQLite and PostgreSQL: the synthetic step and the candidate
+tables, each in a process of its own, write what they write in line; their failures and a cancel end
+the run as they do in line; a run that fails, is cancelled or is killed leaves no process of them behind
+and no row of them after BR-9."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from pfill.database import open_database
 from pfill.engine import beside, runs, schema
 from pfill.engine.pipeline import RunFailed, RunOptions, RunWasCancelled, execute_run
+from pfill.engine.steps import allocation
 from pfill.processes import pid_alive
 from tests.engine.helpers import AS_OF, pfill_env, wait_for
 
@@ -67,11 +69,12 @@ def test_a_step_beside_writes_what_it_writes_in_line(demo_db: str, always_beside
         in_line = execute_run(engine, OPTIONS)
     assert always_beside == []
     side = execute_run(engine, OPTIONS)
-    assert len(always_beside) == 1 and not pid_alive(always_beside[0])
-    assert side["status"] == "Complete"
-    for table in SYNTHETIC:
+    assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)  # synthetic, candidates
+    assert side["status"] == "Complete" and side["rows_written"].keys() == in_line["rows_written"].keys()
+    # what is written beside does not depend on the allocation (whose time limits make runs differ)
+    for table in (*SYNTHETIC, schema.pfill_trade_groups, schema.pfill_candidate_options):
+        assert side["rows_written"][table.name] == in_line["rows_written"][table.name]
         assert _rows(demo_db, table, side["run_id"]) == _rows(demo_db, table, in_line["run_id"]) != []
-    assert side["rows_written"] == in_line["rows_written"]
     assert runs.get_run(engine, side["run_id"])["response_json"].count("synthetic_option_count") == 1
     with engine.connect() as conn:
         log = conn.execute(sa.select(schema.pfill_powerfill_log.c.message).where(
@@ -88,7 +91,23 @@ def test_a_failure_beside_fails_the_run_in_its_step_with_the_message_of_a_run_in
     failed = runs.latest_run(open_database(demo_db), "demo")
     assert (failed["status"], failed["failure_step"]) == ("Failed", "synthetic")
     assert failed["failure_message"] == "RuntimeError: injected failure in synthetic (PFILL_TEST_FAIL_STEP)"
-    assert len(always_beside) == 1 and not pid_alive(always_beside[0])
+    assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)
+
+
+def test_a_write_beside_that_fails_fails_the_run_in_its_step_and_leaves_no_row(
+        demo_db: str, always_beside: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(ctx, problem):  # type: ignore[no-untyped-def]
+        raise RuntimeError("injected failure writing the candidates")
+
+    monkeypatch.setattr(allocation, "write_candidates", failing)  # the fork inherits it
+    monkeypatch.setenv("PFILL_TEST_STEP_DELAY", "synthetic=30")
+    with pytest.raises(RunFailed, match="failed in step allocation: RuntimeError: injected failure writing"):
+        execute_run(open_database(demo_db), OPTIONS)
+    run = runs.latest_run(open_database(demo_db), "demo")
+    assert (run["status"], run["failure_step"]) == ("Failed", "allocation")
+    assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)
+    for table in (*schema.USER_FACING_OUTPUTS, *SYNTHETIC):  # the synthetic step (asleep) was stopped too
+        assert _rows(demo_db, table, run["run_id"]) == []
 
 
 def test_a_run_that_fails_stops_its_step_beside_before_the_cleanup(
@@ -153,5 +172,4 @@ def test_a_cancel_in_the_main_line_stops_the_step_beside(demo_db: str, always_be
         execute_run(engine, OPTIONS)
     cancel.join()
     assert time.monotonic() - started < 20
-    [pid] = always_beside
-    assert not pid_alive(pid)
+    assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)

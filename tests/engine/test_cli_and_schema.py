@@ -77,7 +77,7 @@ def test_schema_compiles_for_sql_server_with_filtered_index() -> None:
 
 def test_init_is_idempotent_and_completes_an_unversioned_schema(db_url: str) -> None:
     engine = open_database(db_url)
-    assert create_schema(engine) == ["created at 0004 (quality comments)"]
+    assert create_schema(engine) == ["created at 0005 (chosen pair)"]
     assert create_schema(engine) == [] and init_schema(engine) == []
     with engine.begin() as conn:  # an unversioned database from before the optimiser's run-history columns
         conn.exec_driver_sql("DROP TABLE pfill_alembic_version")
@@ -85,6 +85,7 @@ def test_init_is_idempotent_and_completes_an_unversioned_schema(db_url: str) -> 
         conn.exec_driver_sql("DROP TABLE pfill_candidate_options")  # r0003's (it dropped the candidate rows'
         conn.exec_driver_sql("DROP TABLE pfill_trade_groups")  # table, which the baseline completion creates)
         conn.exec_driver_sql("ALTER TABLE pfill_trade_base DROP COLUMN wa_price")
+        conn.exec_driver_sql("ALTER TABLE pfill_powerfill_guide DROP COLUMN score")  # r0005's
         conn.exec_driver_sql("DROP INDEX ix_pfill_pool_guide_run_pool")
         for column in ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds"):
             conn.exec_driver_sql(f"ALTER TABLE pfill_run_history DROP COLUMN {column}")
@@ -94,7 +95,7 @@ def test_init_is_idempotent_and_completes_an_unversioned_schema(db_url: str) -> 
             "pfill_run_history.gap_pct", "pfill_run_history.lp_bound", "pfill_run_history.objective_value",
             "pfill_run_history.solver_seconds", "pfill_run_history.strategy", "pfill_trade_base.wa_price")
     ] + ["unversioned schema: created index ix_pfill_pool_guide_run_pool"]
-    assert changes[-2:] == ["stamped 0001 (baseline)", "upgraded 0001 -> 0004 (quality comments)"]
+    assert changes[-2:] == ["stamped 0001 (baseline)", "upgraded 0001 -> 0005 (chosen pair)"]
     assert init_schema(engine) == []
     outputs = [t for t in schema.OUTPUT_TABLES if t is not schema.pfill_run_history]
     assert all({"run_id", "tenant_id"} <= set(t.c.keys()) for t in outputs)

@@ -25,13 +25,14 @@ from click.testing import CliRunner
 from pfill.cli import cli
 from pfill.database import open_database
 from pfill.engine import db, demo_data, runs, schema
+from pfill.engine.migrations.versions import r0003_candidate_options as r0003
 from tests.engine.helpers import AS_OF, PFILL, pfill_env
 
 OPTIMISER_COLUMNS = ("strategy", "objective_value", "lp_bound", "gap_pct", "solver_seconds")
 READS = (["runs", "list"], ["runs", "show", "latest"], ["runs", "latest"])
 WRITES = (["run", "--as-of", AS_OF.isoformat()], ["demo-data", "--loans", "50", "--trades", "3"],
           ["runs", "reconcile"])
-HEAD, HEAD_LABEL = "0004", "0004 (quality comments)"
+HEAD, HEAD_LABEL = "0005", "0005 (chosen pair)"
 NEXT = f"{int(HEAD) + 1:04d}"
 ALL = [f"{n:04d}" for n in range(1, int(HEAD) + 1)]
 
@@ -205,8 +206,8 @@ def test_0003_replaces_the_candidate_rows_with_options_and_trade_groups_and_back
     assert code == 0 and f"upgraded 0002 -> {HEAD_LABEL}" in err, err
     tables = _tables(engine)
     assert CANDY not in tables
-    assert {"trade_group", "pair_count", "chosen_trade_id", "chosen_score",
-            "index:ix_pfill_candidate_options_run_group"} <= tables["pfill_candidate_options"]
+    options = tables["pfill_candidate_options"]
+    assert {"trade_group", "pair_count", "index:ix_pfill_candidate_options_run_group"} <= options
     assert {"trade_order", "group_rank", "index:ix_pfill_trade_groups_run_group"} <= tables["pfill_trade_groups"]
     with engine.connect() as conn:  # the run's other output stays
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.pfill_powerfill_guide)).scalar() == 1
@@ -217,9 +218,49 @@ def test_0003_replaces_the_candidate_rows_with_options_and_trade_groups_and_back
     tables = _tables(engine)
     assert "pfill_candidate_options" not in tables and "pfill_trade_groups" not in tables
     assert tables[CANDY] == {c.name for c in baseline[CANDY].columns} | {"index:ix_pfill_candy_run_trade"}
-    assert db.schema_state(engine).pending == ["0003", HEAD]
+    assert db.schema_state(engine).pending == ["0003", "0004", HEAD]
     code, _, err = _pfill(db_url, "db", "upgrade")
     assert code == 0 and db.schema_state(engine).status == "current"
+
+
+# -- r0005: the chosen pair's score moves from the candidate options to the guide -------------------------
+
+def test_0005_moves_the_chosen_pair_into_the_guide_and_back(db_url: str) -> None:
+    engine = open_database(db_url)
+    with engine.begin() as conn:  # a database at 0004 with a run: a chosen loan, a locked one, one at cash
+        db.command.upgrade(db.alembic_config(conn), "0004")
+    old = {**db.baseline_metadata().tables, **r0003.tables().tables}
+    run_id = "00000000-0000-0000-0000-000000000005"
+    options = old["pfill_candidate_options"]
+    with engine.begin() as conn:
+        conn.execute(old["pfill_run_history"].insert().values(
+            run_id=run_id, tenant_id="demo", status="Complete", scoring="price", created_at=datetime(2025, 3, 3, 9),
+            completed_at=datetime(2025, 3, 3, 9, 0, 30)))
+        for loan, trade in (("L1", "T1"), ("L2", "T2")):  # L2 is locked: no candidate
+            conn.execute(old["pfill_powerfill_guide"].insert().values(
+                run_id=run_id, tenant_id="demo", loan_id=loan, trade_id=trade, pool_id=f"NEW-{trade}", upb=1e5))
+        for loan, group, chosen, score in (("L1", 0, "T1", 101.25), ("L1", 1, "T1", 101.25), ("L3", 0, None, None)):
+            conn.execute(options.insert().values(
+                run_id=run_id, tenant_id="demo", loan_id=loan, trade_group=group, score=0.5, pair_count=2,
+                loan_pair_count=4, chosen_trade_id=chosen, chosen_score=score))
+    code, _, err = _pfill(db_url, "db", "upgrade")
+    assert code == 0 and f"upgraded 0004 -> {HEAD_LABEL}" in err, err
+    assert not {"chosen_trade_id", "chosen_score"} & _tables(engine)["pfill_candidate_options"]
+    guide = schema.pfill_powerfill_guide
+    with engine.connect() as conn:
+        scores = dict(conn.execute(sa.select(guide.c.loan_id, guide.c.score).where(guide.c.run_id == run_id)).all())
+        assert scores == {"L1": 101.25, "L2": None}
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.pfill_candidate_options)).scalar() == 3
+        diffs = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert [d for d in diffs if "pfill_alembic_version" not in str(d)] == []
+
+    with engine.begin() as conn:  # and back: each option of a chosen loan names its chosen pair again
+        db.command.downgrade(db.alembic_config(conn), "0004")
+    with engine.connect() as conn:
+        back = conn.execute(sa.select(options.c.loan_id, options.c.trade_group, options.c.chosen_trade_id,
+                                      options.c.chosen_score).order_by(options.c.loan_id, options.c.trade_group)).all()
+    assert [tuple(r) for r in back] == [("L1", 0, "T1", 101.25), ("L1", 1, "T1", 101.25), ("L3", 0, None, None)]
+    assert "score" not in _tables(engine)["pfill_powerfill_guide"]
 
 
 # -- a third revision, to test a database that is behind -------------------------------------------------
