@@ -128,7 +128,8 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     try:
         engine = open_database(ctx.engine.url.render_as_string(hide_password=False), fresh=True)
         mine = dataclasses.replace(ctx, engine=engine, checkpoint=runs.cancel_checkpoint(engine, ctx.run_id),
-                                   counters={}, rows_written={}, _writers=None, _writes=[])  # no parent's thread
+                                   counters={}, rows_written={}, writers=1,  # a server process at a time
+                                   _writers=None, _writes=[])  # (and none of the parent's threads: they are not here)
         try:
             work(mine)
             mine.settle_writes()

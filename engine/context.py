@@ -47,6 +47,7 @@ class RunContext:
     counters: dict[str, Any] = field(default_factory=dict)  # free-form summary, written to the run history
     rows_written: dict[str, int] = field(default_factory=dict)
     checkpoint: Callable[[], None] = lambda: None  # raises when the run was cancelled
+    writers: int = WRITERS  # writes in flight at once on a server database
     _writers: ThreadPoolExecutor | None = field(default=None, repr=False)  # server databases: write() threads
     _writes: list[Future[None]] = field(default_factory=list, repr=False)  # ... and the writes in flight
 
@@ -66,7 +67,7 @@ class RunContext:
                 n = insert_columns(conn, table, columns, constants)
         else:
             if self._writers is None:
-                self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix=f"pfill-write-{self.run_id[:8]}")
+                self._writers = ThreadPoolExecutor(self.writers, thread_name_prefix=f"pfill-write-{self.run_id[:8]}")
             for start in range(0, n, PART_ROWS):
                 part = {k: v[start:start + PART_ROWS] for k, v in columns.items()}
                 self._writes.append(self._writers.submit(self._insert, table, part, constants))
