@@ -205,7 +205,8 @@ class _Tracker:
         _test_fault("finish", ctx.checkpoint)
         ctx.checkpoint()
 
-    def run_step(self, name: str, step_status: str, step_fn: Callable[[RunContext], None]) -> None:
+    def enter(self, name: str, step_status: str) -> None:
+        """A step's turn: check for cancel, then record the step (and the run's status when it changes)."""
         ctx = self.ctx
         self.current = name
         ctx.checkpoint()
@@ -213,6 +214,10 @@ class _Tracker:
         if step_status != self.status:
             values["status"] = self.status = step_status
         runs.update_run(ctx.engine, ctx.run_id, **values)
+
+    def run_step(self, name: str, step_status: str, step_fn: Callable[[RunContext], None]) -> None:
+        ctx = self.ctx
+        self.enter(name, step_status)
         ctx.log(name, "step_start", f"{name} started")
         started = time.monotonic()
         _test_fault(name, ctx.checkpoint)
@@ -240,12 +245,7 @@ class _Tracker:
     def join_beside(self, name: str, step_status: str) -> None:
         """A step's turn when it runs beside: wait for it and record it as run_step does."""
         ctx = self.ctx
-        self.current = name
-        ctx.checkpoint()
-        values: dict[str, Any] = {"current_step": name, "heartbeat_at": utcnow()}
-        if step_status != self.status:
-            values["status"] = self.status = step_status
-        runs.update_run(ctx.engine, ctx.run_id, **values)
+        self.enter(name, step_status)
         waited = time.monotonic()
         self.step_seconds[name] = self.beside[name].wait()
         waited = time.monotonic() - waited
