@@ -11,7 +11,7 @@ line. The main line is the run's critical path, so the work beside runs at a low
 The process is a fork of the run's (it has the inputs without copying them) with a database
 connection of its own; it writes only its own tables. It dies with the run's process, and the run
 stops it (and waits until it is gone) before it records a failure or a cancel, so no row of it lands
-after BR-9's cleanup. Small runs, in-memory SQLite and systems without fork run it all in line.
+after BR-9's cleanup. Small runs, in-memory SQLite and systems other than Linux run it all in line.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -45,7 +46,8 @@ def can_run_beside(ctx: RunContext) -> bool:
     assert ctx.inputs is not None
     url = ctx.engine.url
     in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-    return hasattr(os, "fork") and not in_memory and ctx.inputs.n_loans >= BESIDE_MIN_LOANS
+    # Linux only: its fork is safe with numpy's BLAS (macOS's Accelerate is not) and has PR_SET_PDEATHSIG
+    return sys.platform.startswith("linux") and not in_memory and ctx.inputs.n_loans >= BESIDE_MIN_LOANS
 
 
 @dataclasses.dataclass
@@ -149,7 +151,7 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
 
 def _die_with(parent: int) -> None:
     """Ask Linux to kill this process when its parent dies (a killed run leaves no writer behind)."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the parent's stop() is the only guard
+    with contextlib.suppress(OSError, AttributeError):  # a libc without prctl: the parent's stop() is the guard
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the request took hold
         os._exit(1)

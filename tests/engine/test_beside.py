@@ -173,3 +173,18 @@ def test_a_cancel_in_the_main_line_stops_the_step_beside(demo_db: str, always_be
     cancel.join()
     assert time.monotonic() - started < 20
     assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)
+
+
+def test_only_a_large_run_on_a_shared_database_goes_beside(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pfill.engine.context import RunContext
+
+    def ctx(url: str, loans: int) -> RunContext:
+        return RunContext(engine=sa.create_engine(url), run_id="r", tenant="t",
+                          inputs=SimpleNamespace(n_loans=loans))  # type: ignore[arg-type]
+
+    file = f"sqlite:///{tmp_path / 'e.db'}"
+    assert beside.can_run_beside(ctx(file, beside.BESIDE_MIN_LOANS))
+    assert not beside.can_run_beside(ctx(file, beside.BESIDE_MIN_LOANS - 1))
+    assert not beside.can_run_beside(ctx("sqlite://", 10**6))  # in memory: a fork would see another database
