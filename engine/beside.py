@@ -105,7 +105,8 @@ class Beside:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
-        os.close(self.answer_fd)
+        with contextlib.suppress(OSError):  # already closed when wait() was interrupted while reading
+            os.close(self.answer_fd)
 
 
 def _child(ctx: RunContext, work: Callable[[RunContext], None], answer_fd: int, parent: int) -> None:
