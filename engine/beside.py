@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from pfill.database import open_database
+from pfill.database import open_database, sqlite_file
 from pfill.errors import PfillError
 
 from . import runs
@@ -44,8 +44,7 @@ class BesideFailed(PfillError):
 def can_run_beside(ctx: RunContext) -> bool:
     """Whether the run is large enough, and its database and system able, to run a step beside."""
     assert ctx.inputs is not None
-    url = ctx.engine.url
-    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    in_memory = ctx.engine.dialect.name == "sqlite" and sqlite_file(str(ctx.engine.url)) is None
     # Linux only: its fork is safe with numpy's BLAS (macOS's Accelerate is not) and has PR_SET_PDEATHSIG
     return sys.platform.startswith("linux") and not in_memory and ctx.inputs.n_loans >= BESIDE_MIN_LOANS
 
@@ -131,8 +130,8 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     try:
         engine = open_database(ctx.engine.url.render_as_string(hide_password=False), fresh=True)
         mine = dataclasses.replace(ctx, engine=engine, checkpoint=runs.cancel_checkpoint(engine, ctx.run_id),
-                                   counters={}, rows_written={}, writers=1,  # a server process at a time
-                                   _writers=None, _writes=[])  # (and none of the parent's threads: they are not here)
+                                   counters={}, rows_written={}, write_threads=1,  # one server process at a time
+                                   _write_pool=None, _writes=[])  # (the parent's threads are not here)
         try:
             work(mine)
             mine.settle_writes()

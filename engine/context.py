@@ -47,8 +47,8 @@ class RunContext:
     counters: dict[str, Any] = field(default_factory=dict)  # free-form summary, written to the run history
     rows_written: dict[str, int] = field(default_factory=dict)
     checkpoint: Callable[[], None] = lambda: None  # raises when the run was cancelled
-    writers: int = WRITERS  # writes in flight at once on a server database
-    _writers: ThreadPoolExecutor | None = field(default=None, repr=False)  # server databases: write() threads
+    write_threads: int = WRITERS  # writes in flight at once on a server database
+    _write_pool: ThreadPoolExecutor | None = field(default=None, repr=False)  # ... its threads, once it writes
     _writes: list[Future[None]] = field(default_factory=list, repr=False)  # ... and the writes in flight
 
     @property
@@ -66,11 +66,12 @@ class RunContext:
             with self.engine.begin() as conn:
                 n = insert_columns(conn, table, columns, constants)
         else:
-            if self._writers is None:
-                self._writers = ThreadPoolExecutor(self.writers, thread_name_prefix=f"pfill-write-{self.run_id[:8]}")
+            if self._write_pool is None:
+                self._write_pool = ThreadPoolExecutor(self.write_threads,
+                                                      thread_name_prefix=f"pfill-write-{self.run_id[:8]}")
             for start in range(0, n, PART_ROWS):
                 part = {k: v[start:start + PART_ROWS] for k, v in columns.items()}
-                self._writes.append(self._writers.submit(self._insert, table, part, constants))
+                self._writes.append(self._write_pool.submit(self._insert, table, part, constants))
         self.rows_written[table.name] = self.rows_written.get(table.name, 0) + n
         return n
 
@@ -91,9 +92,9 @@ class RunContext:
         for write in self._writes:
             write.exception()
         self._writes = []
-        if self._writers is not None:
-            self._writers.shutdown()
-            self._writers = None
+        if self._write_pool is not None:
+            self._write_pool.shutdown()
+            self._write_pool = None
 
     def log(self, step: str, event: str, message: str, level: str = "INFO", **details: Any) -> None:
         write_log(self.engine, self.run_id, self.tenant, step, event, message, level, details)

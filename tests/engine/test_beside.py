@@ -22,7 +22,7 @@ from pfill.engine import beside, runs, schema
 from pfill.engine.pipeline import RunFailed, RunOptions, RunWasCancelled, execute_run
 from pfill.engine.steps import allocation
 from pfill.processes import pid_alive
-from tests.engine.helpers import AS_OF, pfill_env, wait_for
+from tests.engine.helpers import AS_OF, pfill_env, run_rows, wait_for
 
 OPTIONS = RunOptions(tenant="demo", as_of=AS_OF)
 SYNTHETIC = (schema.pfill_syn_trade_base, schema.pfill_syn_powerfill_guide_all_rank, schema.pfill_syn_powerfill_guide)
@@ -47,11 +47,6 @@ def always_beside(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return pids
 
 
-def _rows(url: str, table: sa.Table, run_id: str) -> list[tuple]:
-    keep = [c for c in table.c if c.name != "run_id"]
-    with open_database(url).connect() as conn:
-        return sorted(tuple(r) for r in conn.execute(sa.select(*keep).where(table.c.run_id == run_id)))
-
 
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
@@ -74,7 +69,7 @@ def test_a_step_beside_writes_what_it_writes_in_line(demo_db: str, always_beside
     # what is written beside does not depend on the allocation (whose time limits make runs differ)
     for table in (*SYNTHETIC, schema.pfill_trade_groups, schema.pfill_candidate_options):
         assert side["rows_written"][table.name] == in_line["rows_written"][table.name]
-        assert _rows(demo_db, table, side["run_id"]) == _rows(demo_db, table, in_line["run_id"]) != []
+        assert run_rows(demo_db, table, side["run_id"]) == run_rows(demo_db, table, in_line["run_id"]) != []
     assert runs.get_run(engine, side["run_id"])["response_json"].count("synthetic_option_count") == 1
     with engine.connect() as conn:
         log = conn.execute(sa.select(schema.pfill_powerfill_log.c.message).where(
@@ -107,7 +102,7 @@ def test_a_write_beside_that_fails_fails_the_run_in_its_step_and_leaves_no_row(
     assert (run["status"], run["failure_step"]) == ("Failed", "allocation")
     assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)
     for table in (*schema.USER_FACING_OUTPUTS, *SYNTHETIC):  # the synthetic step (asleep) was stopped too
-        assert _rows(demo_db, table, run["run_id"]) == []
+        assert run_rows(demo_db, table, run["run_id"]) == []
 
 
 def test_a_run_that_fails_stops_its_step_beside_before_the_cleanup(
@@ -123,7 +118,7 @@ def test_a_run_that_fails_stops_its_step_beside_before_the_cleanup(
     run = runs.latest_run(open_database(demo_db), "demo")
     assert (run["status"], run["failure_step"]) == ("Failed", "allocation")
     for table in (*schema.USER_FACING_OUTPUTS, *SYNTHETIC):  # the step beside was stopped before it wrote
-        assert _rows(demo_db, table, run["run_id"]) == []
+        assert run_rows(demo_db, table, run["run_id"]) == []
 
 
 def _start(db_url: str, **env: str) -> subprocess.Popen[str]:
@@ -157,7 +152,7 @@ def test_a_cancel_reaches_a_step_waiting_beside(demo_db: str) -> None:
     assert runs.get_run(engine, run["run_id"])["status"] == "Cancelled"
     assert not pid_alive(child)
     for table in schema.USER_FACING_OUTPUTS:
-        assert _rows(demo_db, table, run["run_id"]) == []
+        assert run_rows(demo_db, table, run["run_id"]) == []
 
 
 def test_a_cancel_in_the_main_line_stops_the_step_beside(demo_db: str, always_beside: list[int],

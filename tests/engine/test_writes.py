@@ -10,15 +10,10 @@ import sqlalchemy as sa
 from pfill.database import open_database
 from pfill.engine import context, schema
 from pfill.engine.pipeline import RunFailed, RunOptions, execute_run
-from tests.engine.helpers import AS_OF
+from tests.engine.helpers import AS_OF, run_rows
 
 OPTIONS = RunOptions(tenant="demo", as_of=AS_OF)
 
-
-def _rows(url: str, table: sa.Table, run_id: str) -> list[tuple]:
-    keep = [c for c in table.c if c.name != "run_id"]
-    with open_database(url).connect() as conn:
-        return sorted(tuple(r) for r in conn.execute(sa.select(*keep).where(table.c.run_id == run_id)))
 
 
 def test_a_table_written_in_parts_holds_the_rows_of_one_write(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,7 +25,7 @@ def test_a_table_written_in_parts_holds_the_rows_of_one_write(demo_db: str, monk
     assert parts["status"] == "Complete" and parts["rows_written"] == whole["rows_written"]
     for name in whole["rows_written"]:
         table = schema.metadata.tables[name]
-        assert _rows(demo_db, table, parts["run_id"]) == _rows(demo_db, table, whole["run_id"])
+        assert run_rows(demo_db, table, parts["run_id"]) == run_rows(demo_db, table, whole["run_id"])
     assert whole["rows_written"]["pfill_candidate_options"] > 7
 
 
@@ -51,4 +46,4 @@ def test_a_write_that_fails_fails_the_run_in_its_step_and_leaves_no_row(demo_db:
     with engine.connect() as conn:
         run_id = conn.execute(sa.select(schema.pfill_run_history.c.run_id)).scalar()
     for table in schema.USER_FACING_OUTPUTS:  # BR-9 ran after every write in flight had ended
-        assert _rows(demo_db, table, run_id) == []
+        assert run_rows(demo_db, table, run_id) == []
