@@ -154,7 +154,9 @@ def _login(browser: Browser, base: str, user: str, password: str) -> tuple[Any, 
     page.fill('[data-test="username-input"]', user)
     page.fill('[data-test="password-input"]', password)
     page.click('[data-test="login-button"]')
-    page.wait_for_url(lambda url: "/login" not in url)
+    # the session cookie is set once the redirect away from the form commits; waiting for the
+    # welcome page's "load" as well (its bundles, from one gunicorn worker) once took over 90 s
+    page.wait_for_url(lambda url: "/login" not in url, wait_until="commit")
     return context, page
 
 
