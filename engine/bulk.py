@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from .solver.problem import ranges
 
-BATCH_ROWS = 100_000
+BATCH_ROWS = 100_000  # rows per part: the Python values of one part at a time, not of the whole table
 
 
 def _as_list(values: Any) -> list[Any]:
@@ -55,23 +55,21 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: Mapping[str, A
                 return 0
             _copy_binary(conn, table, [*names, *(constants or {})], *binary)
             return binary[1]
-    lists = [_as_list(columns[n]) for n in names]
-    n_rows = len(lists[0]) if lists else 0
+    n_rows = len(columns[names[0]]) if names else 0
     if n_rows == 0:
         return 0
     constants = {k: v.isoformat() if isinstance(v, date) else v for k, v in (constants or {}).items()}
-    if dialect == "sqlite":
-        _sqlite_insert(conn, table.name, names, lists, constants)
+    if dialect == "postgresql":  # as CSV: the binary path cannot encode one of the values
+        lists = [_as_list(columns[n]) for n in names] + [[v] * n_rows for v in constants.values()]
+        _copy(conn, table, [*names, *constants], list(zip(*lists, strict=True)))
         return n_rows
-    for name, value in constants.items():
-        names.append(name)
-        lists.append([value] * n_rows)
-    rows = list(zip(*lists, strict=True))
-    if dialect == "postgresql":
-        _copy(conn, table, names, rows)
-    else:
-        for start in range(0, n_rows, BATCH_ROWS):
-            conn.execute(table.insert(), [dict(zip(names, r, strict=True)) for r in rows[start:start + BATCH_ROWS]])
+    for start in range(0, n_rows, BATCH_ROWS):
+        part = [_as_list(columns[n][start:start + BATCH_ROWS]) for n in names]
+        if dialect == "sqlite":
+            _sqlite_insert(conn, table.name, names, part, constants)
+        else:
+            conn.execute(table.insert(), [{**dict(zip(names, r, strict=True)), **constants}
+                                          for r in zip(*part, strict=True)])
     return n_rows
 
 

@@ -73,10 +73,15 @@ def test_values_the_binary_path_does_not_encode_go_as_csv() -> None:
     assert rows == n and len(fields) == 2
 
 
-@pytest.mark.parametrize("n", [1, bulk.SQLITE_ROWS_PER_STATEMENT, 2 * bulk.SQLITE_ROWS_PER_STATEMENT + 7])
-def test_sqlite_multi_row_inserts_store_every_row_as_single_inserts_do(tmp_path, n: int) -> None:
-    """Rows go in statements of many rows, the last one shorter: every row arrives once, as one row per
-    statement stores it (None, NaN, dates, booleans and quotes in constants included)."""
+@pytest.mark.parametrize(("n", "part"), [(1, None), (bulk.SQLITE_ROWS_PER_STATEMENT, None),
+                                         (2 * bulk.SQLITE_ROWS_PER_STATEMENT + 7, None), (1000, 450), (407, 150)])
+def test_sqlite_multi_row_inserts_store_every_row_as_single_inserts_do(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                     n: int, part: int | None) -> None:
+    """Rows go in parts (`part` rows: Python values for a part at a time), each in statements of many
+    rows, the last one shorter: every row arrives once, as one row per statement stores it (None, NaN,
+    dates, booleans and quotes in constants included)."""
+    if part is not None:
+        monkeypatch.setattr(bulk, "BATCH_ROWS", part)
     engine = open_database(f"sqlite:///{tmp_path}/bulk.db")
     columns = _columns(n, np.random.default_rng(n))
     metadata.create_all(engine)
