@@ -51,7 +51,8 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
     lo, hi, cap = limits.min_allowed, limits.max_allowed, limits.hb_cap
     placed = loan_trade >= 0
     fill = np.bincount(loan_trade[placed], weights=upb[placed], minlength=p.n_trades)
-    hb_fill = np.bincount(loan_trade[placed], weights=(upb * hb)[placed], minlength=p.n_trades)
+    hb_upb = upb * hb
+    hb_fill = np.bincount(loan_trade[placed], weights=hb_upb[placed], minlength=p.n_trades)
     left = budget.astype(float).copy()
     # each trade's free loans that are not at home there (the swap partners), sorted by trade; kept
     # as arrays, a trade's rebuilt when a move touches it
@@ -61,13 +62,20 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
     partners = {t: guests[edges[t]:edges[t + 1]] for t in np.unique(loan_trade[guests]).tolist()}
     deadline = work_clock() + STAY_SECONDS
 
-    def points(loans: np.ndarray, trade: int) -> np.ndarray:
-        """Premium points of each loan in the trade over its alternative (0 at its alternative; NaN: not
-        eligible)."""
-        if trade < 0:
-            return np.zeros(len(loans))
-        opt = p.option_of(loans, np.full(len(loans), trade))
-        return np.where(opt >= 0, opt_points[np.maximum(opt, 0)] + p.trade_premium[trade], np.nan)
+    def points(loans: np.ndarray, trades: np.ndarray) -> np.ndarray:
+        """Premium points of each loan in its trade over its alternative (0 at its alternative, trade -1;
+        NaN: not eligible)."""
+        opt = p.option_of(loans, trades)
+        return np.where(trades < 0, 0.0,
+                        np.where(opt >= 0, opt_points[np.maximum(opt, 0)] + p.trade_premium[np.maximum(trades, 0)],
+                                 np.nan))
+
+    # each loan's points where it is now (kept up to date by apply), and each loan's gain from going home
+    # from where it was when the pass began (worked out again for a loan a swap has moved since)
+    now_points = points(np.arange(p.n_loans), loan_trade)
+    home_gain = np.zeros(p.n_loans)
+    home_gain[away] = points(away, current[away]) - now_points[away]
+    started_in = loan_trade.copy()
 
     def band_ok(trade: int, change: np.ndarray, hb_change: np.ndarray) -> np.ndarray:
         """Whether the trade may take `change` dollars (negative: give): never over max or the cap when
@@ -99,6 +107,7 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
             if current[loan] != target:
                 partners[target] = np.append(partners.get(target, guests[:0]), loan)
         loan_trade[loan] = target
+        now_points[loan] = points(np.array([loan]), np.array([target]))[0]
 
     moved = 0
     for loan in away[np.argsort(-upb[away], kind="stable")].tolist():
@@ -110,13 +119,15 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
         others = partners.get(home, guests[:0])
         if not len(others) and (fill[home] + u > hi[home] + EPS or hb_fill[home] + h > cap[home] + EPS):
             continue  # no room at home and no one to swap with
-        one = np.array([loan])
-        gain = float((points(one, home) - points(one, there))[0]) * u / 100.0
+        if there != started_in[loan]:  # a swap has moved it
+            home_gain[loan] = float(points(np.array([loan]), np.array([home]))[0]) - now_points[loan]
+        gain = home_gain[loan] * u / 100.0
         # the direct move first (partner -1), then every swap with a loan of the home trade not at home there
-        partner = np.r_[-1, others]
-        v = np.r_[0.0, upb[others]]
-        hv = np.r_[0.0, (upb * hb)[others]]
-        back = np.r_[0.0, (points(others, there) - points(others, home)) * upb[others] / 100.0]
+        partner = np.concatenate(([-1], others))
+        v = np.concatenate(([0.0], upb[others]))
+        hv = np.concatenate(([0.0], hb_upb[others]))
+        back = np.concatenate(([0.0], (points(others, np.full(len(others), there)) - now_points[others])
+                               * upb[others] / 100.0))
         ok = band_ok(home, u - v, h - hv) & band_ok(there, v - u, hv - h) & ~np.isnan(back)
         if not ok.any():
             continue
