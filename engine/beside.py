@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from pfill.database import open_database, sqlite_file
 from pfill.errors import PfillError
+from pfill.processes import release_free_memory
 
 from . import runs
 from .context import RunContext
@@ -63,7 +64,7 @@ class Beside:
     def start(cls, ctx: RunContext, name: str, work: Callable[[RunContext], None]) -> Beside:
         """Fork a process that runs `work` (a step with its test hooks, or a step's writes) on a copy of
         `ctx` with its own database engine, counters and rows written."""
-        _release_free_memory()  # (the fork would share the freed pages the heap still holds)
+        release_free_memory()  # (the fork would share the freed pages the heap still holds)
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -148,13 +149,6 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     finally:
         if engine is not None:
             engine.dispose()
-
-
-def _release_free_memory() -> None:
-    """Give the heap's free pages back to the system (glibc keeps what a process freed, such as an earlier
-    run's rows in a long-lived server: 130 MiB after a run of 100k loans). A few milliseconds."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _die_with(parent: int) -> None:

@@ -1,8 +1,11 @@
 """Whether a process on this host is alive, and whether a server answers its health check: one answer
-for the local Superset, the run service and the engine's runs."""
+for the local Superset, the run service and the engine's runs; and giving a long-lived process's freed
+memory back."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import time
 
@@ -36,3 +39,11 @@ def wait_until_healthy(url: str, timeout: float, interval: float = 1.0) -> bool:
             pass
         time.sleep(interval)
     return False
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system. glibc keeps what a process freed: after a run of
+    100k loans about 130 MiB (up to 400 MiB after runs of several sizes) that a server or a worker would
+    hold until its next run, and that a fork would share. A few milliseconds; nothing off glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from pfill.config import env_seconds
 from pfill.errors import PfillError
+from pfill.processes import release_free_memory
 
 from .. import runs, schema
 from ..context import utcnow
@@ -64,6 +65,8 @@ def execute_logged(engine: sa.Engine, run_id: str, worker: str) -> None:
     except Exception as exc:  # a bug must not kill the executor thread, nor leave the run active
         log.exception("run %s failed unexpectedly", run_id)
         _fail_if_still_ours(engine, run_id, exc)
+    finally:
+        release_free_memory()  # the run's arrays are gone: the process goes back to its idle size
 
 
 def _fail_if_still_ours(engine: sa.Engine, run_id: str, exc: Exception) -> None:
