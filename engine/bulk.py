@@ -79,21 +79,24 @@ SQLITE_ROWS_PER_STATEMENT = 200  # rows in one multi-row VALUES: a quarter less 
 def _sqlite_insert(conn: sa.Connection, name: str, names: list[str], lists: list[list[Any]],
                    constants: Mapping[str, Any]) -> None:
     """Rows as multi-row INSERTs of SQLITE_ROWS_PER_STATEMENT rows (fewer statement steps per row), the
-    constants (run_id, tenant_id) as literals in the statement: two values fewer to bind per row."""
+    rest one row per statement. Every value is a parameter, the constants (run_id, tenant_id) too: the
+    statements' text is the same from run to run, so a connection prepares each once and its statement
+    cache does not fill with every run's statements (the prepared multi-row statements are large)."""
     driver = conn.connection.driver_connection
-    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)))
-    row = "(" + ", ".join(["?"] * len(names) + ["NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
-                                                for v in constants.values()]) + ")"
-    head = f"INSERT INTO {name} ({', '.join([*names, *constants])}) VALUES "
-    n_rows, full = len(lists[0]), len(lists[0]) // per * per
+    n_rows = len(lists[0])
+    columns = [*names, *constants]
+    values = [*lists, *([v] * n_rows for v in constants.values())]
+    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
+    row = "(" + ", ".join(["?"] * len(columns)) + ")"
+    head = f"INSERT INTO {name} ({', '.join(columns)}) VALUES "
+    full = n_rows // per * per
     cursor = driver.cursor()
     if full:
         cursor.executemany(head + ", ".join([row] * per),
-                           (list(chain.from_iterable(zip(*(c[a:a + per] for c in lists), strict=True)))
+                           (list(chain.from_iterable(zip(*(c[a:a + per] for c in values), strict=True)))
                             for a in range(0, full, per)))
     if full < n_rows:
-        cursor.execute(head + ", ".join([row] * (n_rows - full)),
-                       list(chain.from_iterable(zip(*(c[full:] for c in lists), strict=True))))
+        cursor.executemany(head + row, zip(*(c[full:] for c in values), strict=True))
     cursor.close()
 
 
