@@ -4,6 +4,8 @@ falls back to CSV for values it does not encode."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -98,3 +100,38 @@ def test_sqlite_multi_row_inserts_store_every_row_as_single_inserts_do(tmp_path,
     engine.dispose()
     assert len(stored["multi"]) == n
     assert [r[1:] for r in stored["multi"]] == [r[1:] for r in stored["single"]]
+
+
+_statements: list[str] = []  # the SQL text of every statement the recording connection ran
+
+
+class _RecordingCursor(sqlite3.Cursor):
+    def execute(self, sql, *args):  # type: ignore[no-untyped-def,override]
+        _statements.append(sql)
+        return super().execute(sql, *args)
+
+    def executemany(self, sql, *args):  # type: ignore[no-untyped-def,override]
+        _statements.append(sql)
+        return super().executemany(sql, *args)
+
+
+class _RecordingConnection(sqlite3.Connection):
+    def cursor(self, factory=_RecordingCursor):  # type: ignore[no-untyped-def,override]
+        return super().cursor(factory)
+
+
+def test_sqlite_statements_are_the_same_text_for_every_run(tmp_path) -> None:
+    """The run's values are parameters, never part of the SQL: a long-lived process's connections would
+    otherwise prepare and cache new (large) statements for every run."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/bulk.db", connect_args={"factory": _RecordingConnection})
+    metadata.create_all(engine)
+    columns = _columns(2 * bulk.SQLITE_ROWS_PER_STATEMENT + 7, np.random.default_rng(5))
+    texts = []
+    for run in ("run-a", "run-b"):
+        _statements.clear()
+        with engine.begin() as conn:
+            bulk.insert_columns(conn, sample, columns, {"run_id": run, "tenant_id": "t"})
+        texts.append(list(_statements))
+    engine.dispose()
+    assert len(texts[0]) == 2  # the multi-row statement and the one-row statement for the rest
+    assert texts[0] == texts[1]
