@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from .solver.problem import ranges
+from .arrays import ranges
 
 BATCH_ROWS = 100_000  # rows per part: the Python values of one part at a time, not of the whole table
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reasons
+from ..arrays import ranges
 from .problem import (
     EPS,
     PASS_FIRST,
@@ -30,7 +31,6 @@ from .problem import (
     AllocationProblem,
     AllocationResult,
     best_per_segment,
-    ranges,
 )
 
 STABILITY_BONUS = 1.0  # points added, for ordering only, to a pooled loan's current trade

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from ..arrays import ranges
 from .lp_model import INF, OBJ_SCALE, ROW_SCALE, Bands, new_highs
-from .problem import EPS, AllocationProblem, ranges
+from .problem import EPS, AllocationProblem
 
 ABS_GAP_DOLLARS = 1.0  # HiGHS stops when its incumbent is within this of its dual bound,
 REL_GAP = 1e-7  # ... or within this fraction of it

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..arrays import ranges
 from . import objective as ob
 from .buckets import Buckets, loan_buckets
 from .components import trade_components
@@ -60,7 +61,6 @@ from .problem import (
     AllocationResult,
     build_result,
     fill_of,
-    ranges,
     work_clock,
 )
 from .repair import RepairState

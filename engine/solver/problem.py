@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import reasons
+from ..arrays import ranges
 
 EPS = 0.005  # half a cent: money compares within float noise
 # The budgets of the allocation's own passes (knapsack repacking, swaps, staying in pools) count the
@@ -319,14 +320,6 @@ def build_result(p: AllocationProblem, loan_trade: np.ndarray, loan_pass: np.nda
         trade_tolerance=limits.tolerance, trade_min=limits.min_allowed, trade_max=limits.max_allowed,
         trade_status=limits.status(fill, count), stats=stats,
     )
-
-
-def ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The concatenated index ranges [start[i], start[i] + count[i]), in order."""
-    count = np.asarray(count, dtype=np.int64)
-    ends = np.cumsum(count)
-    total = int(ends[-1]) if len(ends) else 0
-    return np.repeat(np.asarray(start, dtype=np.int64) - (ends - count), count) + np.arange(total)
 
 
 def best_per_segment(segment: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:

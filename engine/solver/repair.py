@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .problem import EPS, AllocationProblem, _segment_search, ranges
+from ..arrays import ranges
+from .problem import EPS, AllocationProblem, _segment_search
 
 MAX_ROUNDS = 20
 MAX_MOVES_PER_ROUND = 400_000  # candidate moves walked per round (each is a few scalar checks)
