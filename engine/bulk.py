@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from .arrays import ranges
 
-BATCH_ROWS = 100_000  # rows per part: the Python values of one part at a time, not of the whole table
+BATCH_ROWS = 25_000  # rows per part: the Python values of one part at a time, not of the whole table
 
 
 def _as_list(values: Any) -> list[Any]:
