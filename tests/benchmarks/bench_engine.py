@@ -20,7 +20,6 @@ process during the run: on a busy machine the wall time waits for a core, the CP
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -40,6 +39,7 @@ from pfill.database import open_database
 from pfill.engine import demo_data
 from pfill.engine.db import init_schema
 from pfill.engine.pipeline import RunOptions, execute_run
+from pfill.processes import release_free_memory
 
 PG_ADMIN = os.environ.get("PFILL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AS_OF = date(2025, 3, 3)
@@ -121,7 +121,7 @@ def bench(kind: str, loans: int, trades: int) -> dict:
         demo_data.replace_tenant_inputs(engine, "bench", demo_data.generate(loans, trades, 42, AS_OF))
         load = time.monotonic() - started
         gc.collect()  # the demo data's pages back to the system: the run starts as in a fresh `pfill run`
-        ctypes.CDLL(None).malloc_trim(0)
+        release_free_memory()
         with MemorySampler() as memory:
             started, cpu = time.monotonic(), time.process_time()
             run = execute_run(engine, RunOptions(tenant="bench", as_of=AS_OF))
