@@ -179,7 +179,8 @@ def main() -> None:
     beside = max(x["beside_mib"] for runs in results.values() for x in runs)
     print(f"peak memory of a run {pss:,.0f} MiB (PSS of the run's process and its forks, sampled; target "
           f"<= {TARGET_RSS_MIB:,.0f}): {'met' if pss <= TARGET_RSS_MIB else 'NOT met'}; peak RSS of the run's process "
-          f"{rss:,.0f} MiB, of the fork {beside:,.0f} MiB (shared pages counted in both)")
+          f"{rss:,.0f} MiB, " + (f"of a fork {beside:,.0f} MiB (shared pages counted in both)" if beside
+                                   else "no fork beside (every run was too small)"))
     for kind in kinds:
         big = statistics.median(x["seconds"] for x in results[(kind, large)])
         print(f"{kind:<10} {large} loans end to end {big:.2f}s (target <= {TARGET_SECONDS:.0f} s): "
