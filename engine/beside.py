@@ -26,8 +26,6 @@ import sys
 import time
 from collections.abc import Callable
 
-import sqlalchemy as sa
-
 from pfill.database import open_database, sqlite_file
 from pfill.errors import PfillError
 from pfill.processes import release_free_memory
@@ -39,7 +37,7 @@ BESIDE_MIN_LOANS = 20_000  # below this a fork and a second connection cost more
 NICENESS = 5  # the work beside yields a busy core to the main line, which every later step waits for
 # the page cache of a SQLite connection beside, in KiB (the run's own has 64 MiB, for its index inserts
 # on the critical path): with two processes beside, full caches were a fifth of a 100k run's memory
-SQLITE_CACHE_KIB = 16_384
+BESIDE_SQLITE_CACHE_KIB = 16_384
 _PR_SET_PDEATHSIG = 1
 
 
@@ -135,9 +133,8 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     the run would have recorded in line."""
     started, engine = time.monotonic(), None
     try:
-        engine = open_database(ctx.engine.url.render_as_string(hide_password=False), fresh=True)
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _smaller_page_cache)
+        engine = open_database(ctx.engine.url.render_as_string(hide_password=False), fresh=True,
+                               sqlite_cache_kib=BESIDE_SQLITE_CACHE_KIB)
         mine = dataclasses.replace(ctx, engine=engine, checkpoint=runs.cancel_checkpoint(engine, ctx.run_id),
                                    counters={}, rows_written={}, write_threads=1,  # one server process at a time
                                    _write_pool=None, _writes=[])  # (the parent's threads are not here)
@@ -156,12 +153,6 @@ def _answer(ctx: RunContext, work: Callable[[RunContext], None]) -> dict:
     finally:
         if engine is not None:
             engine.dispose()
-
-
-def _smaller_page_cache(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_conn.cursor()
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    cursor.close()
 
 
 def _die_with(parent: int) -> None:

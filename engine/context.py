@@ -63,8 +63,7 @@ class RunContext:
         n = len(next(iter(columns.values()))) if columns else 0
         constants = {"run_id": self.run_id, "tenant_id": self.tenant}
         if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                n = insert_columns(conn, table, columns, constants)
+            self._insert(table, columns, constants)
         else:
             if self._write_pool is None:
                 self._write_pool = ThreadPoolExecutor(self.write_threads,

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -34,14 +35,17 @@ class DatabaseError(PfillError):
     """A database that cannot be opened or used: one line naming it (password masked) and the cause."""
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+# 64 MiB of page cache, not 2: a run's index inserts land all over its tables' indexes (a quarter less
+# time writing 100k loans' output); pages are only held as they are used
+SQLITE_CACHE_KIB = 65_536
+
+
+def _sqlite_pragmas(dbapi_conn, _record, cache_kib: int) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # 64 MiB of page cache, not 2: a run's index inserts land all over its tables' indexes (a quarter
-    # less time writing 100k loans' output); pages are only held as they are used
-    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     cursor.close()
 
 
@@ -73,10 +77,12 @@ def _check_sqlite_path(url: str, path: Path, must_exist: bool) -> None:
                                 hint="choose a folder you can write (--db or PFILL_DB_URL, --home)")
 
 
-def open_database(url: str, *, must_exist: bool = False, fresh: bool = False) -> Engine:
+def open_database(url: str, *, must_exist: bool = False, fresh: bool = False,
+                  sqlite_cache_kib: int = SQLITE_CACHE_KIB) -> Engine:
     """The process's engine for `url`. With `must_exist`, a missing SQLite file is an error (reads
     must not create an empty database); otherwise its folder is created. With `fresh`, a new engine of
-    its own, not the process's (a forked process must not use its parent's connections)."""
+    its own, not the process's (a forked process must not use its parent's connections).
+    `sqlite_cache_kib`: the page cache of each SQLite connection of an engine made by this call."""
     path = sqlite_file(url)  # checks the URL
     if path is not None:
         _check_sqlite_path(url, path, must_exist)
@@ -92,7 +98,7 @@ def open_database(url: str, *, must_exist: bool = False, fresh: bool = False) ->
         except Exception as exc:
             raise ConfigError(f"cannot use database URL {mask_url(url)}: {mask_text(first_line(exc))}") from None
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", functools.partial(_sqlite_pragmas, cache_kib=sqlite_cache_kib))
         sa.event.listen(engine, "handle_error", _translate)
         if fresh:
             return engine

@@ -70,12 +70,10 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
                         np.where(opt >= 0, opt_points[np.maximum(opt, 0)] + p.trade_premium[np.maximum(trades, 0)],
                                  np.nan))
 
-    # each loan's points where it is now (kept up to date by apply), and each loan's gain from going home
-    # from where it was when the pass began (worked out again for a loan a swap has moved since)
+    # each loan's points where it is now, and its gain from going home from there (apply keeps both)
     now_points = points(np.arange(p.n_loans), loan_trade)
     home_gain = np.zeros(p.n_loans)
     home_gain[away] = points(away, current[away]) - now_points[away]
-    started_in = loan_trade.copy()
 
     def band_ok(trade: int, change: np.ndarray, hb_change: np.ndarray) -> np.ndarray:
         """Whether the trade may take `change` dollars (negative: give): never over max or the cap when
@@ -108,6 +106,7 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
                 partners[target] = np.append(partners.get(target, guests[:0]), loan)
         loan_trade[loan] = target
         now_points[loan] = points(np.array([loan]), np.array([target]))[0]
+        home_gain[loan] = points(np.array([loan]), current[[loan]])[0] - now_points[loan]
 
     moved = 0
     for loan in away[np.argsort(-upb[away], kind="stable")].tolist():
@@ -119,8 +118,6 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
         others = partners.get(home, guests[:0])
         if not len(others) and (fill[home] + u > hi[home] + EPS or hb_fill[home] + h > cap[home] + EPS):
             continue  # no room at home and no one to swap with
-        if there != started_in[loan]:  # a swap has moved it
-            home_gain[loan] = float(points(np.array([loan]), np.array([home]))[0]) - now_points[loan]
         gain = home_gain[loan] * u / 100.0
         # the direct move first (partner -1), then every swap with a loan of the home trade not at home there
         partner = np.concatenate(([-1], others))

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pfill.database import open_database
+from pfill.database import SQLITE_CACHE_KIB, open_database
 from pfill.engine import beside, runs, schema
+from pfill.engine.context import RunContext
 from pfill.engine.pipeline import RunFailed, RunOptions, RunWasCancelled, execute_run
 from pfill.engine.steps import allocation
 from pfill.processes import pid_alive
@@ -183,3 +184,18 @@ def test_only_a_large_run_on_a_shared_database_goes_beside(tmp_path: Path) -> No
     assert beside.can_run_beside(ctx(file, beside.BESIDE_MIN_LOANS))
     assert not beside.can_run_beside(ctx(file, beside.BESIDE_MIN_LOANS - 1))
     assert not beside.can_run_beside(ctx("sqlite://", 10**6))  # in memory: a fork would see another database
+
+
+def test_work_beside_keeps_a_smaller_sqlite_page_cache_than_the_run(tmp_path: Path) -> None:
+    """Two processes beside with the run's 64 MiB cache each were a fifth of a 100k run's memory."""
+    ctx = RunContext(engine=open_database(f"sqlite:///{tmp_path}/cache.db"), run_id="cache-check", tenant="demo")
+
+    def work(mine: RunContext) -> None:
+        with mine.engine.connect() as conn:
+            mine.counters["cache_size"] = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+
+    beside.Beside.start(ctx, "cache check", work).wait()
+    assert ctx.counters["cache_size"] == -beside.BESIDE_SQLITE_CACHE_KIB
+    assert SQLITE_CACHE_KIB != beside.BESIDE_SQLITE_CACHE_KIB
+    with ctx.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
