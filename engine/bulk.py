@@ -81,14 +81,19 @@ def _sqlite_insert(conn: sa.Connection, name: str, names: list[str], lists: list
     """Rows as multi-row INSERTs of SQLITE_ROWS_PER_STATEMENT rows (fewer statement steps per row), the
     rest one row per statement. Every value is a parameter, the constants (run_id, tenant_id) too: the
     statements' text is the same from run to run, so a connection prepares each once and its statement
-    cache does not fill with every run's statements (the prepared multi-row statements are large)."""
+    cache does not fill with every run's statements (the prepared multi-row statements are large).
+
+    OR FAIL: a plain INSERT of many rows keeps a statement journal (a copy of every page the statement
+    changes, so that a constraint error can undo its first rows), which spills to a temporary file:
+    with the indexes' pages spread over the table, that was several page writes per row. A failed
+    statement's first rows stay in the transaction instead, and the caller rolls that back."""
     driver = conn.connection.driver_connection
     n_rows = len(lists[0])
     columns = [*names, *constants]
     values = [*lists, *([v] * n_rows for v in constants.values())]
     per = max(1, min(SQLITE_ROWS_PER_STATEMENT, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
     row = "(" + ", ".join(["?"] * len(columns)) + ")"
-    head = f"INSERT INTO {name} ({', '.join(columns)}) VALUES "
+    head = f"INSERT OR FAIL INTO {name} ({', '.join(columns)}) VALUES "
     full = n_rows // per * per
     cursor = driver.cursor()
     if full:
