@@ -6,7 +6,9 @@ run time grows from the small size to the large one.
 
 Every round runs every size on every database in turn (interleaved, each run on a fresh database with
 fresh demo data), so machine noise spreads over all of them; the figures are medians over the rounds.
-PostgreSQL uses a throw-away database on PFILL_TEST_PG_URL (default postgres@127.0.0.1:5432).
+Memory is measured in one more round of its own (see MemorySampler): its sampling costs about a second
+of CPU in a 100k run, which the timed rounds must not carry. PostgreSQL uses a throw-away database on
+PFILL_TEST_PG_URL (default postgres@127.0.0.1:5432).
 
 Targets: the largest size (100k loans / 1,000 trades) end to end <= 20 s on SQLite and on PostgreSQL,
 peak memory <= 1 GiB (the run's process and the forks beside it together: see MemorySampler),
@@ -69,23 +71,26 @@ class MemorySampler:
     memory they hold), sampled every 100 ms; and the exact peak RSS of the run's process alone (VmHWM,
     reset before the run through /proc/self/clear_refs), which bounds the sum from below. A fork's own
     RSS counts the pages it shares with the run: adding the peaks of RSS over-counts. Each sample costs
-    about a millisecond per 500 MB held."""
+    about a millisecond per 500 MB held (the kernel walks the processes' pages), so `sample=False`
+    keeps only the exact peak of the run's process, for the timed rounds."""
 
     INTERVAL = 0.1
 
-    def __init__(self) -> None:
+    def __init__(self, sample: bool = True) -> None:
         self.peak_mib = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._sample, daemon=True) if sample else None
 
     def __enter__(self) -> MemorySampler:
         Path("/proc/self/clear_refs").write_text("5")
-        self._thread.start()
+        if self._thread:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread:
+            self._thread.join()
         self.peak_mib = max(self.peak_mib, self.peak_rss_mib())
 
     @staticmethod
@@ -111,8 +116,9 @@ def _kib(path: Path, key: str) -> int:
     return next((int(line.split()[1]) for line in _read(path).splitlines() if line.startswith(key)), 0)
 
 
-def bench(kind: str, loans: int, trades: int) -> dict:
-    """One run on a fresh database: seconds, steps, rows, the run's counters."""
+def bench(kind: str, loans: int, trades: int, sample_memory: bool = False) -> dict:
+    """One run on a fresh database: seconds, steps, rows, the run's counters; with `sample_memory` the
+    peak memory of the run and its forks too (MemorySampler; its sampling slows the run)."""
     url, drop = _database(kind)
     try:
         engine = open_database(url)
@@ -122,7 +128,7 @@ def bench(kind: str, loans: int, trades: int) -> dict:
         load = time.monotonic() - started
         gc.collect()  # the demo data's pages back to the system: the run starts as in a fresh `pfill run`
         release_free_memory()
-        with MemorySampler() as memory:
+        with MemorySampler(sample_memory) as memory:
             started, cpu = time.monotonic(), time.process_time()
             run = execute_run(engine, RunOptions(tenant="bench", as_of=AS_OF))
             total, cpu = time.monotonic() - started, time.process_time() - cpu
@@ -153,9 +159,15 @@ def main() -> None:
                 res = bench(kind, loans, trades)
                 results.setdefault((kind, loans), []).append(res)
                 print(f"round {r + 1}: {kind:<10} {loans:>7} loans {trades:>5} trades  run {res['seconds']:6.2f}s "
-                      f"(CPU {res['cpu']:.2f}s, MIP {res['mip']:.2f}s)  peak RSS {res['rss_mib']:,.0f} MiB, "
-                      f"with the fork beside {res['pss_mib']:,.0f} MiB  "
+                      f"(CPU {res['cpu']:.2f}s, MIP {res['mip']:.2f}s)  peak RSS {res['rss_mib']:,.0f} MiB  "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
+    memory = []
+    for loans, trades in sizes:
+        for kind in kinds:
+            memory.append(bench(kind, loans, trades, sample_memory=True))
+            print(f"memory:  {kind:<10} {loans:>7} loans {trades:>5} trades  peak {memory[-1]['pss_mib']:,.0f} MiB "
+                  f"with the forks beside, the run's process {memory[-1]['rss_mib']:,.0f} MiB  (run "
+                  f"{memory[-1]['seconds']:.2f}s while sampled, not timed)", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     for (kind, loans), runs in results.items():
@@ -174,9 +186,9 @@ def main() -> None:
               f"(MIP {statistics.median(x['mip'] for x in runs):.2f}s median)")
     print()
     small, large = sizes[0][0], sizes[-1][0]
-    rss = max(x["rss_mib"] for runs in results.values() for x in runs)
-    pss = max(x["pss_mib"] for runs in results.values() for x in runs)
-    beside = max(x["beside_mib"] for runs in results.values() for x in runs)
+    rss = max(x["rss_mib"] for x in [*memory, *(x for runs in results.values() for x in runs)])
+    pss = max(x["pss_mib"] for x in memory)
+    beside = max(x["beside_mib"] for x in memory)
     print(f"peak memory of a run {pss:,.0f} MiB (PSS of the run's process and its forks, sampled; target "
           f"<= {TARGET_RSS_MIB:,.0f}): {'met' if pss <= TARGET_RSS_MIB else 'NOT met'}; peak RSS of the run's process "
           f"{rss:,.0f} MiB, " + (f"of a fork {beside:,.0f} MiB (shared pages counted in both)" if beside
