@@ -76,7 +76,7 @@ class AllocationProblem:
             self.opt_score = np.asarray(self.opt_score, dtype=float)[order]
         self.opt_loan, self.opt_group = loan, group
         self.opt_score = np.asarray(self.opt_score, dtype=float)
-        self._cache["key"] = key
+        self._cache["key"], self._cache["key_stride"] = key, max(self.n_groups, 1)
 
     @classmethod
     def from_pairs(cls, *, cand_loan: np.ndarray, cand_trade: np.ndarray, cand_score: np.ndarray,
@@ -130,9 +130,13 @@ class AllocationProblem:
         key = self._cache["key"]
         if len(key) == 0 or len(loan) == 0:
             return np.full(len(loan), -1, dtype=np.int64)
-        want = loan * max(self.n_groups, 1) + self.trade_group[np.maximum(trade, 0)]
-        pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
-        return np.where((trade >= 0) & (key[pos] == want), pos, -1)
+        # (few numpy calls: the stay pass asks for a few dozen pairs at a time, thousands of times)
+        want = loan * self._cache["key_stride"] + self.trade_group[trade]  # trade -1 reads a group, masked below
+        pos = np.searchsorted(key, want)
+        np.minimum(pos, len(key) - 1, out=pos)
+        found = key[pos] == want
+        found &= trade >= 0
+        return np.where(found, pos, -1)
 
     def pair_score(self, loan: np.ndarray, trade: np.ndarray) -> np.ndarray:
         """Score of each (loan, trade) pair, NaN where not eligible."""
