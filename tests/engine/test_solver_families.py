@@ -12,6 +12,7 @@ Families (a demo book of n loans, changed one way each):
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import numpy as np
@@ -95,6 +96,17 @@ def test_a_component_the_mip_proves_is_reported_proven_with_gap_zero(monkeypatch
     assert r.stats["proven_optimal"] == 1 and r.stats["components_proven"] == 1
     assert r.stats["gap_pct"] == pytest.approx(0.0, abs=1e-5)
     assert r.stats["lp_bound"] == pytest.approx(r.stats["objective_value"], abs=1.0)
+
+
+def test_the_mip_takes_no_more_cpu_than_its_time() -> None:
+    """HiGHS's branch and bound runs on one thread: on its own it kept a second worker that spun for half
+    the MIP's time (1.5 s of CPU in a second, on this book) without finishing sooner."""
+    p = family_problem("demo", 500)
+    wall, cpu = time.monotonic(), time.process_time()
+    r = opt.optimal(p)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert r.stats["mip_seconds"] > 0.5  # (the MIP ran: this book's components take their whole budget)
+    assert cpu <= 1.05 * wall + 0.05, f"{cpu:.2f} s of CPU in {wall:.2f} s"
 
 
 def test_many_small_trades_beat_the_greedy_and_report_an_honest_gap() -> None:
