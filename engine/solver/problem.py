@@ -29,6 +29,9 @@ from .. import reasons
 from ..arrays import ranges
 
 EPS = 0.005  # half a cent: money compares within float noise
+# (loan, group) cells of option_of's table (int32: 32 MiB at most; 100k loans x 64 groups is 25 MiB); a
+# larger problem searches the sorted option keys instead
+DENSE_OPTION_CELLS = 1 << 23
 # The budgets of the allocation's own passes (knapsack repacking, swaps, staying in pools) count the
 # CPU seconds of the thread doing the work: on a busy machine a pass does the same work as on a quiet
 # one (it takes longer by the wall clock), so its answer does not depend on the load. HiGHS's LP and
@@ -130,13 +133,30 @@ class AllocationProblem:
         key = self._cache["key"]
         if len(key) == 0 or len(loan) == 0:
             return np.full(len(loan), -1, dtype=np.int64)
-        # (few numpy calls: the stay pass asks for a few dozen pairs at a time, thousands of times)
+        # (few numpy calls: the stay pass asks for a few hundred random pairs at a time, thousands of times)
         want = loan * self._cache["key_stride"] + self.trade_group[trade]  # trade -1 reads a group, masked below
+        table = self._option_table()
+        if table is not None:  # one read per pair instead of a binary search missing the cache at each step
+            opt = table[want].astype(np.int64)
+            opt[trade < 0] = -1
+            return opt
         pos = np.searchsorted(key, want)
         np.minimum(pos, len(key) - 1, out=pos)
         found = key[pos] == want
         found &= trade >= 0
         return np.where(found, pos, -1)
+
+    def _option_table(self) -> np.ndarray | None:
+        """Each (loan, group) cell's option, -1 none, by the option key (built on first use); None when
+        the problem has more than DENSE_OPTION_CELLS cells."""
+        if "option_table" not in self._cache:
+            key, table = self._cache["key"], None
+            cells = self.n_loans * self._cache["key_stride"]
+            if cells <= DENSE_OPTION_CELLS and len(key) < np.iinfo(np.int32).max:
+                table = np.full(cells, -1, dtype=np.int32)
+                table[key] = np.arange(len(key), dtype=np.int32)
+            self._cache["option_table"] = table
+        return self._cache["option_table"]
 
     def pair_score(self, loan: np.ndarray, trade: np.ndarray) -> np.ndarray:
         """Score of each (loan, trade) pair, NaN where not eligible."""

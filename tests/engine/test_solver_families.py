@@ -25,7 +25,7 @@ from pfill.engine import demo_data
 from pfill.engine.context import RunContext
 from pfill.engine.db import init_schema
 from pfill.engine.inputs import load_inputs
-from pfill.engine.solver import AllocationProblem, allocate
+from pfill.engine.solver import AllocationProblem, allocate, problem
 from pfill.engine.solver import optimal as opt
 from pfill.engine.steps import candidates, cash_grid, settle_price
 from pfill.engine.steps.allocation import build_problem
@@ -96,6 +96,24 @@ def test_a_component_the_mip_proves_is_reported_proven_with_gap_zero(monkeypatch
     assert r.stats["proven_optimal"] == 1 and r.stats["components_proven"] == 1
     assert r.stats["gap_pct"] == pytest.approx(0.0, abs=1e-5)
     assert r.stats["lp_bound"] == pytest.approx(r.stats["objective_value"], abs=1.0)
+
+
+def test_option_of_finds_in_its_table_what_a_search_of_the_keys_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """option_of reads a (loan, group) table when the problem is small enough, else searches the sorted
+    option keys: both give every option back, and -1 for the pairs that are not options."""
+    tabled = family_problem("small", 500)
+    rng = np.random.default_rng(11)
+    loans, trades = rng.integers(0, tabled.n_loans, 20_000), rng.integers(-1, tabled.n_trades, 20_000)
+    found = tabled.option_of(loans, trades)
+    monkeypatch.setattr(problem, "DENSE_OPTION_CELLS", 0)
+    searched = family_problem("small", 500)
+    assert np.array_equal(found, searched.option_of(loans, trades))
+    assert tabled._cache["option_table"] is not None and searched._cache["option_table"] is None
+    assert 0 < np.count_nonzero(found >= 0) < len(found) and np.all(found[trades < 0] == -1)
+    a_trade_of = np.zeros(tabled.n_groups, dtype=np.int64)
+    a_trade_of[tabled.trade_group] = np.arange(tabled.n_trades)
+    every = tabled.option_of(tabled.opt_loan, a_trade_of[tabled.opt_group])
+    assert np.array_equal(every, np.arange(len(tabled.opt_loan)))
 
 
 def test_the_mip_takes_no_more_cpu_than_its_time() -> None:
