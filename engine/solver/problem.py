@@ -151,8 +151,8 @@ class AllocationProblem:
         the problem has more than DENSE_OPTION_CELLS cells."""
         if "option_table" not in self._cache:
             key, table = self._cache["key"], None
-            cells = self.n_loans * self._cache["key_stride"]
-            if cells <= DENSE_OPTION_CELLS and len(key) < np.iinfo(np.int32).max:
+            cells = self.n_loans * self._cache["key_stride"]  # every key is a cell: len(key) <= cells
+            if cells <= DENSE_OPTION_CELLS:  # (so every option's index fits an int32)
                 table = np.full(cells, -1, dtype=np.int32)
                 table[key] = np.arange(len(key), dtype=np.int32)
             self._cache["option_table"] = table
