@@ -12,7 +12,9 @@ the kit did not name this way is never touched. Read and written through Superse
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from .live import LiveState
 from .plan import Change, FieldDiff, Plan
 
 DATASOURCE_ACCESS = "datasource_access"
+ACCESS_ATTEMPTS = 3  # the role's writes, sent again after a server error (see apply_access)
 _VIEW = re.compile(r"^\[(?P<database>.+)\]\.\[(?P<table>.+)\]\(id:(?P<id>\d+)\)$")
 
 
@@ -113,13 +116,28 @@ def stale_roles(env: str, tenants: list[str], security: SecurityState) -> list[C
 
 def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     """Make the tenant's role, its grants, its dashboards and its viewers what the plan says."""
-    state = plan.state
     writes = client.writes
     if change.action == "delete":
         role = SecurityState.read(client, set()).roles.get(change.name)
         if role:
             client.delete(f"/api/v1/security/roles/{role['id']}", expect=(404,))
         return client.writes - writes
+    for attempt in range(1, ACCESS_ATTEMPTS + 1):
+        try:
+            client.send_many(_access_calls(client, plan, change))
+            break
+        except SupersetError as exc:
+            # Two applies writing one role's rows at once: Superset inserts a row the other has just
+            # inserted and answers 500. The writes set whole lists, so read again and send what is left.
+            if attempt == ACCESS_ATTEMPTS or exc.status is None or exc.status < 500:
+                raise
+            time.sleep(random.uniform(0.2, 0.6))  # apart, so the two do not meet again
+    return client.writes - writes
+
+
+def _access_calls(client: SupersetClient, plan: Plan, change: Change) -> list[tuple[str, str, dict[str, Any]]]:
+    """The writes that bring the role, its grants, dashboards and viewers to the plan, from a fresh read."""
+    state = plan.state
     # the ids of the tenant's dashboards, those the import just created included (one filtered list),
     # and the grants of its datasets, which exist only once they are imported
     wanted_dashboards = [{"col": "uuid", "opr": "in", "value": [o.uuid for o in state.by_kind("dashboard")]}]
@@ -147,8 +165,7 @@ def apply_access(client: SupersetClient, plan: Plan, change: Change) -> int:
     if not required <= holders:
         calls.append(("PUT", f"/api/v1/security/roles/{role_id}/users",
                       {"json": {"user_ids": sorted(holders | required)}}))
-    client.send_many(calls)
-    return client.writes - writes
+    return calls
 
 
 def _create_role(client: SupersetClient, name: str) -> int:

@@ -45,6 +45,24 @@ class CutAfterWrites(SupersetClient):
         return super().request(method, path, **kwargs)
 
 
+class RoleWritesFail(SupersetClient):
+    """Superset answers 500 to the role's grants `failures` times: after doing the write (`done`: as
+    when another apply wrote the same rows first) or without doing it."""
+
+    def __init__(self, *args, failures: int, done: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.failures, self.done, self.sent = failures, done, 0
+
+    def request(self, method, path, **kwargs):  # type: ignore[no-untyped-def]
+        if method.upper() == "POST" and path.endswith("/permissions"):
+            self.sent += 1
+            if self.sent <= self.failures:
+                if self.done:
+                    super().request(method, path, **kwargs)
+                raise SupersetError(f"{method} {path} returned 500: Fatal error", status=500, method=method)
+        return super().request(method, path, **kwargs)
+
+
 def _apply_with(deploy_target, env: str, client: SupersetClient, monkeypatch) -> list[str]:
     monkeypatch.setenv(PASSWORD_VAR, deploy_target.password)
     project = Project.load(Settings.resolve(home=deploy_target.home, config=deploy_target.config), env)
@@ -95,3 +113,30 @@ def test_two_applies_at_once_end_whole_and_truthful(deploy_target, managed_objec
                 assert "another apply changed" in stderr and "nothing half-done" in stderr, stderr
         assert _counts(managed_objects(tenant, tenant)) == EXPECTED
         assert deploy_target.pfill("plan", "--env", tenant).exit_code == 0
+
+
+@pytest.mark.parametrize("done", [True, False], ids=["written-by-another", "not-written"])
+def test_a_server_error_on_the_role_is_read_back_and_finished(deploy_target, managed_objects, monkeypatch,
+                                                              done: bool) -> None:
+    """What two applies at once meet: the second insert of a role's grant answers 500."""
+    env = f"role500{'a' if done else 'b'}"
+    deploy_target.write_env(env, [env])
+    client = RoleWritesFail(deploy_target.url, "admin", deploy_target.password, failures=1, done=done)
+    said = _apply_with(deploy_target, env, client, monkeypatch)
+    assert client.sent == 2 - done, "read again: a grant another apply made is not sent twice"
+    assert any(line.startswith(f"  create role pfill {env} {env} viewer") for line in said), said
+    assert _counts(managed_objects(env, env)) == EXPECTED
+    assert deploy_target.pfill("plan", "--env", env).exit_code == 0
+
+
+def test_a_role_that_keeps_failing_says_so(deploy_target, managed_objects, monkeypatch) -> None:
+    deploy_target.write_env("role500c", ["role500c"])
+    client = RoleWritesFail(deploy_target.url, "admin", deploy_target.password, failures=99, done=False)
+    with pytest.raises(ApplyError) as failure:
+        _apply_with(deploy_target, "role500c", client, monkeypatch)
+    assert "after 49 change(s) applied, create role pfill role500c role500c viewer failed" in str(failure.value)
+    assert client.sent == 3
+    assert _counts(managed_objects("role500c", "role500c")) == EXPECTED
+    rerun = deploy_target.pfill("apply", "--env", "role500c", "--yes")
+    assert rerun.exit_code == 0, rerun.output
+    assert deploy_target.pfill("plan", "--env", "role500c").exit_code == 0

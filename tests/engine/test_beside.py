@@ -160,14 +160,19 @@ def test_a_cancel_in_the_main_line_stops_the_step_beside(demo_db: str, always_be
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The main line sees the cancel at a step boundary first: the step beside (still asleep) is stopped."""
     engine = open_database(demo_db)
-    monkeypatch.setenv("PFILL_TEST_STEP_DELAY", "synthetic=60,pool_guide=3")
-    cancel = threading.Timer(1.5, lambda: runs.request_cancel(engine, runs.active_run(engine, "demo")["run_id"]))
+    monkeypatch.setenv("PFILL_TEST_STEP_DELAY", "synthetic=60,pool_guide=10")
+
+    def cancel_in_pool_guide() -> None:  # not on a timer: a slow machine may still be allocating
+        wait_for(lambda: (runs.active_run(engine, "demo") or {}).get("current_step") == "pool_guide", timeout=30)
+        runs.request_cancel(engine, runs.active_run(engine, "demo")["run_id"])
+
+    cancel = threading.Thread(target=cancel_in_pool_guide)
     cancel.start()
     started = time.monotonic()
     with pytest.raises(RunWasCancelled, match="during pool_guide"):
         execute_run(engine, OPTIONS)
     cancel.join()
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 30
     assert len(always_beside) == 2 and not any(pid_alive(pid) for pid in always_beside)
 
 
