@@ -7,8 +7,9 @@ back to their alternative). Moves that pay, best first, re-checked when their tu
 - shift: a loan moves from a trade to a short one, when the pair-off saved there outweighs the value
   and pair-off lost at the source; completing a required trade (optimal.fill_set) wins outright and
   breaking one is never worth it. Every accepted move raises value + that bonus, so it terminates.
-Each round scores the candidate moves at once (numpy), then walks them best first in Python with
-scalar re-checks, since each accepted move changes its trades' room and shortfall. Candidate moves go
+Each round scores the candidate moves at once (numpy), then walks them best first, re-checking each
+in turn, since each accepted move changes its trades' room and shortfall (take_in_order re-checks a
+chunk at a time: a move not taken changes nothing). Candidate moves go
 through the loans' options: into every short trade of the option's group, and (for a loan at its
 alternative) into the best-premium trade of the group that has room for it; so a round costs the options
 times the short trades, never every eligible pair.
@@ -22,7 +23,8 @@ from ..arrays import ranges
 from .problem import EPS, AllocationProblem, _segment_search
 
 MAX_ROUNDS = 20
-MAX_MOVES_PER_ROUND = 400_000  # candidate moves walked per round (each is a few scalar checks)
+MAX_MOVES_PER_ROUND = 400_000  # candidate moves walked per round
+FIRST_CHUNK = 16  # moves checked at once after a move is taken (see take_in_order)
 MIN_GAIN = 0.005  # dollars: below this a move is float noise
 REQUIRED_FILL_DOLLARS = 1e6  # completing a required trade outweighs any value a single move can lose
 
@@ -51,6 +53,11 @@ class RepairState:
         points = opt_points[np.maximum(opt, 0)] + p.trade_premium[self.loan_trade[sits]]
         self.loan_points[sits] = np.where(opt >= 0, points, 0.0)
         self.moves = 0
+        # per free option: its loan, and whether it has points above the alternative in some trade
+        self.free_loan = p.opt_loan[free_opts]
+        best_premium = np.full(p.n_groups, -np.inf)
+        np.maximum.at(best_premium, p.trade_group, p.trade_premium)
+        self.free_gains_points = opt_points[free_opts] + best_premium[p.opt_group[free_opts]] > 0
 
     def shortfall(self) -> np.ndarray:
         return np.maximum(0.0, self.min_allowed - self.fill)
@@ -110,38 +117,47 @@ class RepairState:
         return ((self.fill[dest] + upb <= self.max_allowed[dest] + EPS)
                 & (~self.hb[loan] | (self.hb_fill[dest] + upb <= self.hb_cap[dest] + EPS)))
 
-    def _gain_one(self, loan: int, dest: int, points: float) -> float:
-        """`gains` for one move, in plain Python floats (the accept loop runs it per move)."""
-        upb, src = float(self.upb[loan]), int(self.loan_trade[loan])
-        if src == dest:
-            return -1.0
-        fill_d = float(self.fill[dest])
-        if fill_d + upb > self.max_allowed[dest] + EPS:
-            return -1.0
-        if self.hb[loan] and float(self.hb_fill[dest]) + upb > self.hb_cap[dest] + EPS:
-            return -1.0
-        short_d = max(0.0, float(self.min_allowed[dest]) - fill_d)
-        gain = upb * (points - float(self.loan_points[loan])) / 100.0
-        gain += float(self.pair_off[dest]) * min(upb, short_d) / 100.0
-        if self.required[dest] and short_d > EPS and upb >= short_d - EPS:
-            gain += REQUIRED_FILL_DOLLARS
-        if src >= 0:
-            fill_s, min_s = float(self.fill[src]), float(self.min_allowed[src])
-            short_s, new_short_s = max(0.0, min_s - fill_s), max(0.0, min_s - fill_s + upb)
-            gain -= float(self.pair_off[src]) * (new_short_s - short_s) / 100.0
-            if self.required[src] and short_s <= EPS < new_short_s:
-                gain -= REQUIRED_FILL_DOLLARS
-        return gain
+    def take_in_order(self, loan: np.ndarray, dest: np.ndarray, points: np.ndarray, from_alt_into_short: bool = False
+                      ) -> int:
+        """Walk the moves in this order, taking each that gains more than MIN_GAIN when its turn comes (and,
+        with from_alt_into_short, whose loan is still at its alternative and whose trade is still short);
+        returns the moves taken. The same as checking them one by one, since a move not taken changes
+        nothing: the moves are checked a chunk at a time (numpy), the chunk growing while none is taken
+        and starting again small after the one that is (its trades changed)."""
+        taken, at, chunk = 0, 0, FIRST_CHUNK
+        while at < len(loan):
+            i, t, pts = loan[at:at + chunk], dest[at:at + chunk], points[at:at + chunk]
+            ok = (self.loan_trade[i] != t) & self.fits(i, t)
+            if from_alt_into_short:
+                ok &= (self.loan_trade[i] < 0) & (self.fill[t] < self.min_allowed[t] - EPS)
+            hit = np.flatnonzero(ok)
+            hit = hit[self.gains(i[hit], t[hit], pts[hit]) > MIN_GAIN][:1]
+            if len(hit) == 0:
+                at, chunk = at + chunk, chunk * 2
+                continue
+            k = at + int(hit[0])
+            self._move(int(loan[k]), int(dest[k]), float(points[k]))
+            taken += 1
+            at, chunk = k + 1, FIRST_CHUNK
+        return taken
 
     def candidate_moves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(loan, destination, points there) of the moves worth scoring this round: every free option
         into each short trade of its group, and each loan at its alternative into the best-premium trade
-        of each of its groups that has room for it (every trade of the group for a high-balance loan)."""
+        of each of its groups that has room for it (every trade of the group it fits for a high-balance
+        loan), leaving out the moves from the alternative that can gain nothing (no points above it and
+        no short trade to fill)."""
         p = self.p
         start, trades = p.group_trades()
-        opts = self.free_opts
-        loan = p.opt_loan[opts]
+        opts, loan = self.free_opts, self.free_loan
+        short = self.shortfall() > EPS
+        # a loan at its alternative gains only by points above it, or by filling a short trade
         at_alt = self.loan_trade[loan] < 0
+        if short.any():
+            group_short = np.bincount(p.trade_group[short], minlength=p.n_groups) > 0
+            at_alt &= self.free_gains_points | group_short[p.opt_group[opts]]
+        else:
+            at_alt &= self.free_gains_points
         out_l, out_t, out_o = [], [], []
 
         # into short trades of the group
@@ -164,6 +180,8 @@ class RepairState:
         hb_opts = opts[at_alt & self.hb[loan]]
         if len(hb_opts):
             pl, pt, _, po = p.pairs(hb_opts)
+            worth = ((self.opt_points[po] + p.trade_premium[pt] > 0) | short[pt]) & self.fits(pl, pt)
+            pl, pt, po = pl[worth], pt[worth], po[worth]
             out_l.append(pl)
             out_t.append(pt)
             out_o.append(po)
@@ -200,13 +218,8 @@ class RepairState:
             gain = self.gains(loan, dest, points)
             order = np.flatnonzero(gain > MIN_GAIN)
             order = order[np.argsort(-gain[order], kind="stable")]
-            accepted = 0
-            for i, t, pts in zip(loan[order].tolist(), dest[order].tolist(), points[order].tolist(), strict=True):
-                # re-checked: an earlier move may have placed the loan or filled the trade
-                short = self.fill[t] < self.min_allowed[t] - EPS
-                if self.loan_trade[i] < 0 and short and self._gain_one(i, t, pts) > MIN_GAIN:
-                    self._move(i, t, pts)
-                    accepted += 1
+            # re-checked in turn: an earlier move may have placed the loan or filled the trade
+            accepted = self.take_in_order(loan[order], dest[order], points[order], from_alt_into_short=True)
             placed += accepted
             if accepted == 0:
                 return placed
@@ -224,12 +237,7 @@ class RepairState:
                 return
             # best first; a loan whose best move is gone tries its next one in the same round
             order = np.argsort(-gain, kind="stable")[:MAX_MOVES_PER_ROUND]
-            accepted = 0
-            for i, t, pts in zip(loan[order].tolist(), dest[order].tolist(), points[order].tolist(), strict=True):
-                if self._gain_one(i, t, pts) > MIN_GAIN:
-                    self._move(i, t, pts)
-                    accepted += 1
-            if accepted == 0:
+            if self.take_in_order(loan[order], dest[order], points[order]) == 0:
                 return
 
 

@@ -87,6 +87,17 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
             ok &= new >= lo[trade] - EPS
         return ok
 
+    def swap_sizes(home: int, there: int, u: float) -> tuple[float, float]:
+        """The UPBs a loan coming back from home to `there` may have so that both trades keep their bands
+        (the cap aside), a dollar wider than band_ok: a loan outside them cannot be swapped (0: the direct move)."""
+        low = min(u, u + fill[home] - hi[home] - 1.0)
+        high = u + fill[home] - lo[home] + 1.0 if fill[home] >= lo[home] - EPS else np.inf
+        if there >= 0:
+            high = min(high, max(u, u + hi[there] - fill[there] + 1.0))
+            if fill[there] >= lo[there] - EPS:
+                low = max(low, u + lo[there] - fill[there] - 1.0)
+        return low, high
+
     def pair_off_change(trade: int, change: np.ndarray) -> np.ndarray:
         """Dollars of pair-off the change adds (negative: saves)."""
         if trade < 0:
@@ -118,14 +129,23 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
         others = partners.get(home, guests[:0])
         if not len(others) and (fill[home] + u > hi[home] + EPS or hb_fill[home] + h > cap[home] + EPS):
             continue  # no room at home and no one to swap with
+        low, high = swap_sizes(home, there, u)
+        sizes = upb[others]
+        if (low > 0 or high < 0) and (not len(others) or sizes.max() < low or sizes.min() > high):
+            continue  # neither the direct move nor any swap keeps both bands (checked exactly below)
         gain = home_gain[loan] * u / 100.0
         # the direct move first (partner -1), then every swap with a loan of the home trade not at home there
         partner = np.concatenate(([-1], others))
-        v = np.concatenate(([0.0], upb[others]))
+        v = np.concatenate(([0.0], sizes))
         hv = np.concatenate(([0.0], hb_upb[others]))
-        back = np.concatenate(([0.0], (points(others, np.full(len(others), there)) - now_points[others])
-                               * upb[others] / 100.0))
-        ok = band_ok(home, u - v, h - hv) & band_ok(there, v - u, hv - h) & ~np.isnan(back)
+        ok = band_ok(home, u - v, h - hv) & band_ok(there, v - u, hv - h)
+        if not ok.any():
+            continue
+        # what each partner the bands allow gains by going to `there` (NaN: not eligible there)
+        back = np.zeros(len(partner))
+        allowed = others[ok[1:]]
+        back[1:][ok[1:]] = (points(allowed, np.full(len(allowed), there)) - now_points[allowed]) * upb[allowed] / 100.0
+        ok &= ~np.isnan(back)
         if not ok.any():
             continue
         worth = gain + np.nan_to_num(back) - pair_off_change(home, u - v) - pair_off_change(there, v - u)

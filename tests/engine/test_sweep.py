@@ -12,7 +12,7 @@ from pfill.engine.solver import AllocationProblem, allocate
 from pfill.engine.solver import objective as ob
 from pfill.engine.solver import optimal as opt
 from pfill.engine.solver.pack import options_by_group
-from pfill.engine.solver.repair import RepairState
+from pfill.engine.solver.repair import MIN_GAIN, RepairState
 from pfill.engine.solver.swap import swap_pass
 from tests.engine.test_allocator_properties import check_invariants
 from tests.engine.test_optimal import _problem
@@ -105,3 +105,30 @@ def test_a_swap_fills_a_short_trade_that_no_single_move_can() -> None:
     limits = p.limits()
     assert ((fill >= limits.min_allowed - 0.01) & (fill <= limits.max_allowed + 0.01)).all()
     assert ob.evaluate(p, state.loan_trade).objective > ob.evaluate(p, loan_trade).objective
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_moves_checked_a_chunk_at_a_time_are_those_checked_one_by_one(seed: int) -> None:
+    """take_in_order against the plain walk: every candidate move in turn, taken when it gains more than
+    MIN_GAIN at that moment. Random books with cash, a random start, the repair's own candidates (many
+    into the same trades, so most are refused after an earlier one)."""
+    rng = np.random.default_rng(seed)
+    p = _problem(rng, 120, 8, density=0.7)
+    pair_loan, pair_trade, _, _ = p.pairs()
+    start = np.full(p.n_loans, -1)
+    some = rng.random(len(pair_loan)) < 0.15
+    start[pair_loan[some]] = pair_trade[some]  # a loan's last pair drawn wins: one trade each
+    limited = _state(p, start)
+    limited.fix_limits()  # every trade within its max and cap: room for moves
+    chunked, one_by_one = _state(p, limited.loan_trade), _state(p, limited.loan_trade)
+    loan, dest, points = chunked.candidate_moves()
+    order = rng.permutation(len(loan))
+    taken = chunked.take_in_order(loan[order], dest[order], points[order])
+    expected = 0
+    for i, t, pts in zip(loan[order], dest[order], points[order], strict=True):
+        one = (np.array([i]), np.array([t]), np.array([pts]))
+        if one_by_one.loan_trade[i] != t and one_by_one.fits(*one[:2])[0] and one_by_one.gains(*one)[0] > MIN_GAIN:
+            one_by_one._move(int(i), int(t), float(pts))
+            expected += 1
+    assert taken == expected > 3
+    assert chunked.loan_trade.tolist() == one_by_one.loan_trade.tolist()
