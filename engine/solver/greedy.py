@@ -12,7 +12,8 @@ Greedy, in the spirit of the original (setup, first pass, substitution, orphan s
    high-balance loans within the cap. A loan not accepted proposes again next round.
 3. orphan sweep: loans still unplaced fill any eligible trade up to its max allowed.
 4. substitution (up to 20 iterations): trades still short take loans from trades that stay above
-   their own min allowed without them, then another orphan sweep.
+   their own min allowed without them, then another orphan sweep (into the trades that gave loans:
+   no other can take a loan the first sweep left).
 """
 
 from __future__ import annotations
@@ -206,10 +207,12 @@ class _GreedyState:
             w.gone += w.end_segments(placed, m)
             check = np.flatnonzero(changed[w.head])
 
-    def substitute(self) -> int:
-        """Move loans from trades with slack into short trades; returns the number of moves."""
+    def substitute(self) -> tuple[int, np.ndarray]:
+        """Move loans from trades with slack into short trades; returns the number of moves and (m,)
+        which trades gave loans."""
         p = self.p
         moves = 0
+        gave = np.zeros(p.n_trades, dtype=bool)
         _, trades = p.group_trades()
         for _ in range(MAX_SUBSTITUTION_ITERATIONS):
             short = self.fill < self.min_allowed - EPS
@@ -253,10 +256,11 @@ class _GreedyState:
             chosen = o2[in_donor]
             if len(chosen) == 0:
                 break
+            gave[donor[chosen]] = True
             self.unplace(loan[chosen])
             self.place(loan[chosen], dest[chosen], PASS_SUBSTITUTION)
             moves += len(chosen)
-        return moves
+        return moves, gave
 
 
 class _Walks:
@@ -312,9 +316,11 @@ def greedy(problem: AllocationProblem) -> AllocationResult:
         s.fill_rounds(p.trade_stage == stage, p.trade_amount, PASS_FIRST)
     everywhere = np.ones(p.n_trades, dtype=bool)
     s.fill_rounds(everywhere, s.max_allowed, PASS_ORPHAN)
-    moves = s.substitute()
+    moves, gave = s.substitute()
     if moves:
-        s.fill_rounds(everywhere, s.max_allowed, PASS_ORPHAN)
+        # Every loan still unplaced was turned down by each of its trades (rooms only shrink within a
+        # sweep), and substitution shrank every room but the givers': only they can take one now.
+        s.fill_rounds(gave, s.max_allowed, PASS_ORPHAN)
     return _result(p, s, moves)
 
 

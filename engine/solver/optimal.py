@@ -70,7 +70,7 @@ from .swap import swap_pass
 
 TIME_LIMIT_SECONDS = 40.0  # all LPs of a run together; past it the best basis so far is rounded
 # the passes' seconds below are seconds of work (problem.work_clock), the LP's and MIP's wall seconds
-PACK_SECONDS = 1.0  # knapsack repacking of trades (pack.py), best potential first, this long,
+PACK_SECONDS = 0.7  # knapsack repacking of trades (pack.py), best potential first, this long,
 PACK_MAX_SECONDS = 4.0  # ... or this long when the gap is still above
 PACK_MORE_GAP_PCT = 0.25  # ... this (percent of the premium) after PACK_SECONDS
 PACK_MIN_DOLLARS = 50.0  # a trade whose repacking could gain less than this is left as it is

@@ -118,14 +118,13 @@ def _best_set(upb: np.ndarray, value: np.ndarray, room: float, need: float, q: f
     dp = np.full(cap + 1, -np.inf)
     dp[0] = 0.0
     take = np.zeros((k, cap + 1), dtype=bool)
-    for i in range(k):
-        w = int(weight[i])
+    for i, (w, v) in enumerate(zip(weight.tolist(), value.tolist(), strict=True)):
         if w > cap:
             continue
-        cand = dp[:cap + 1 - w] + value[i]
-        better = cand > dp[w:]
-        take[i, w:] = better
-        dp[w:] = np.where(better, cand, dp[w:])
+        cand = dp[:cap + 1 - w] + v
+        rest = dp[w:]  # a view: written in place
+        np.greater(cand, rest, out=take[i, w:])
+        np.maximum(rest, cand, out=rest)
     # each capacity's set, scored on its rounded UPB (exact sums are checked below)
     filled = np.arange(cap + 1) * unit
     score = dp - q * np.maximum(0.0, need - filled)

@@ -132,3 +132,25 @@ def test_moves_checked_a_chunk_at_a_time_are_those_checked_one_by_one(seed: int)
             expected += 1
     assert taken == expected > 3
     assert chunked.loan_trade.tolist() == one_by_one.loan_trade.tolist()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_knapsack_finds_the_best_set(seed: int) -> None:
+    """pack._best_set without pair-off is a 0/1 knapsack on UPB rounded up to units: its set is worth
+    what the best of every subset is (brute force over up to 10 loans), and never over the room."""
+    from itertools import combinations
+
+    from pfill.engine.solver.pack import MIN_UNIT, _best_set
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 11))
+    upb = np.round(rng.uniform(50_000, 400_000, k), 2)
+    value = np.round(rng.normal(500, 400, k), 2)
+    room = float(rng.uniform(0.3, 0.8) * upb.sum())
+    chosen = _best_set(upb, value, room, need=0.0, q=0.0, must=False)
+    weight = np.ceil(upb / MIN_UNIT - 1e-9)
+    cap = np.floor(room / MIN_UNIT + 1e-9)
+    best = max(value[list(s)].sum() for r in range(k + 1) for s in combinations(range(k), r)
+               if weight[list(s)].sum() <= cap)
+    assert chosen is not None and upb[chosen].sum() <= room
+    assert value[chosen].sum() == pytest.approx(best, abs=1e-6)
