@@ -135,3 +135,26 @@ def test_unknown_strategy_is_refused() -> None:
     empty = AllocationProblem(*(np.zeros(0) for _ in range(14)))
     with pytest.raises(ValueError, match="unknown allocation strategy"):
         allocate(empty, "mip")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_sweep_after_substitution_offers_only_the_givers_and_loses_nothing(seed: int) -> None:
+    """greedy's second orphan sweep walks only the trades substitution took loans from; walking every
+    trade (the plain staged greedy) places the same loans in the same trades."""
+    from pfill.engine.solver import greedy as g
+    from tests.engine.test_optimal import _problem
+
+    p = _problem(np.random.default_rng(seed), 300, 60, with_cash=False, density=0.2)
+    s = g._GreedyState(p)
+    for stage in np.unique(p.trade_stage):
+        s.fill_rounds(p.trade_stage == stage, p.trade_amount, g.PASS_FIRST)
+    everywhere = np.ones(p.n_trades, dtype=bool)
+    s.fill_rounds(everywhere, s.max_allowed, g.PASS_ORPHAN)
+    moves, _ = s.substitute()
+    before = int(np.sum(s.loan_trade >= 0))
+    s.fill_rounds(everywhere, s.max_allowed, g.PASS_ORPHAN)
+    assert moves > 0 and np.sum(s.loan_trade >= 0) > before  # the second sweep places loans
+    result = g.greedy(p)
+    assert result.stats["substitution_moves"] == moves
+    assert result.loan_trade.tolist() == s.loan_trade.tolist()
+    assert result.loan_pass.tolist() == s.loan_pass.tolist()
