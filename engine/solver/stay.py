@@ -87,17 +87,6 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
             ok &= new >= lo[trade] - EPS
         return ok
 
-    def swap_sizes(home: int, there: int, u: float) -> tuple[float, float]:
-        """The UPBs a loan coming back from home to `there` may have so that both trades keep their bands
-        (the cap aside), a dollar wider than band_ok: a loan outside them cannot be swapped (0: the direct move)."""
-        low = min(u, u + fill[home] - hi[home] - 1.0)
-        high = u + fill[home] - lo[home] + 1.0 if fill[home] >= lo[home] - EPS else np.inf
-        if there >= 0:
-            high = min(high, max(u, u + hi[there] - fill[there] + 1.0))
-            if fill[there] >= lo[there] - EPS:
-                low = max(low, u + lo[there] - fill[there] - 1.0)
-        return low, high
-
     def pair_off_change(trade: int, change: np.ndarray) -> np.ndarray:
         """Dollars of pair-off the change adds (negative: saves)."""
         if trade < 0:
@@ -129,7 +118,7 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
         others = partners.get(home, guests[:0])
         if not len(others) and (fill[home] + u > hi[home] + EPS or hb_fill[home] + h > cap[home] + EPS):
             continue  # no room at home and no one to swap with
-        low, high = swap_sizes(home, there, u)
+        low, high = swap_sizes(fill, lo, hi, home, there, u)
         sizes = upb[others]
         if (low > 0 or high < 0) and (not len(others) or sizes.max() < low or sizes.min() > high):
             continue  # neither the direct move nor any swap keeps both bands (checked exactly below)
@@ -160,3 +149,17 @@ def keep_pools(p: AllocationProblem, loan_trade: np.ndarray, opt_points: np.ndar
         apply(loan, there, home)
         moved += 1
     return moved
+
+
+def swap_sizes(fill: np.ndarray, lo: np.ndarray, hi: np.ndarray, home: int, there: int, u: float
+               ) -> tuple[float, float]:
+    """The UPBs a partner (a loan of `home` going to `there` in exchange for one of `u` coming home) may
+    have for both trades to keep their bands, the caps aside, a dollar wider than keep_pools' exact
+    check: no partner outside them can be taken (a partner of 0: the direct move)."""
+    low = min(u, u + fill[home] - hi[home] - 1.0)
+    high = u + fill[home] - lo[home] + 1.0 if fill[home] >= lo[home] - EPS else np.inf
+    if there >= 0:
+        high = min(high, max(u, u + hi[there] - fill[there] + 1.0))
+        if fill[there] >= lo[there] - EPS:
+            low = max(low, u + lo[there] - fill[there] - 1.0)
+    return low, high

@@ -4,6 +4,8 @@ allocation had without the preference (one objective: the bound is untouched, th
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,35 @@ def test_a_move_that_pays_is_kept(seed: int) -> None:
     r = allocate(p, "optimal")
     assert r.stats["objective_value"] >= ob.evaluate(p, p.loan_current_trade).objective - 0.02
     assert r.stats["objective_value"] == pytest.approx(r.stats["lp_bound"], abs=1.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_size_check_skips_only_loans_no_swap_takes_home(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep_pools passes over a pooled loan when no partner's UPB lies in stay.swap_sizes; checking every
+    loan's every swap instead (the window made infinite) moves the same loans. Loans of mixed sizes,
+    pooled at random, placed at random within the trades' max: many swaps fail a band, some pass."""
+    from tests.engine.test_optimal import _problem
+
+    rng = np.random.default_rng(seed)
+    base = _problem(rng, 200, 10, density=0.7)
+    pooled = np.where(rng.random(200) < 0.5, rng.integers(0, 10, 200), -1)
+    p = dataclasses.replace(base, loan_current_trade=pooled)
+    opt_points = p.opt_score - ob.alternative_points(p)[p.opt_loan]
+    pair_loan, pair_trade, _, _ = p.pairs()
+    start = np.full(p.n_loans, -1)
+    fill = np.zeros(p.n_trades)
+    for i in rng.permutation(len(pair_loan)).tolist():  # random placements within each trade's max
+        loan, trade = pair_loan[i], pair_trade[i]
+        if start[loan] < 0 and fill[trade] + p.loan_upb[loan] <= p.limits().max_allowed[trade]:
+            start[loan], fill[trade] = trade, fill[trade] + p.loan_upb[loan]
+
+    def moved(window: bool) -> list[int]:
+        if not window:
+            monkeypatch.setattr(stay, "swap_sizes", lambda *_: (-np.inf, np.inf))
+        loan_trade = start.copy()
+        stay.keep_pools(p, loan_trade, opt_points, ob.pair_off_points(p), np.array([1e12]), np.zeros(200, np.int64))
+        return loan_trade.tolist()
+
+    with_window = moved(True)
+    assert with_window == moved(False)
+    assert with_window != start.tolist()  # some loans went home
