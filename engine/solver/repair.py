@@ -152,12 +152,8 @@ class RepairState:
         opts, loan = self.free_opts, self.free_loan
         short = self.shortfall() > EPS
         # a loan at its alternative gains only by points above it, or by filling a short trade
-        at_alt = self.loan_trade[loan] < 0
-        if short.any():
-            group_short = np.bincount(p.trade_group[short], minlength=p.n_groups) > 0
-            at_alt &= self.free_gains_points | group_short[p.opt_group[opts]]
-        else:
-            at_alt &= self.free_gains_points
+        group_short = np.bincount(p.trade_group[short], minlength=p.n_groups) > 0
+        at_alt = (self.loan_trade[loan] < 0) & (self.free_gains_points | group_short[p.opt_group[opts]])
         out_l, out_t, out_o = [], [], []
 
         # into short trades of the group

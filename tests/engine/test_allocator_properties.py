@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from pfill.engine import reasons
 from pfill.engine.solver import EPS, PASS_LOCKED, AllocationProblem, AllocationResult, allocate
+from pfill.engine.solver import greedy as staged
+from tests.engine.test_optimal import _problem
 
 
 @st.composite
@@ -141,20 +143,17 @@ def test_unknown_strategy_is_refused() -> None:
 def test_the_sweep_after_substitution_offers_only_the_givers_and_loses_nothing(seed: int) -> None:
     """greedy's second orphan sweep walks only the trades substitution took loans from; walking every
     trade (the plain staged greedy) places the same loans in the same trades."""
-    from pfill.engine.solver import greedy as g
-    from tests.engine.test_optimal import _problem
-
     p = _problem(np.random.default_rng(seed), 300, 60, with_cash=False, density=0.2)
-    s = g._GreedyState(p)
+    s = staged._GreedyState(p)
     for stage in np.unique(p.trade_stage):
-        s.fill_rounds(p.trade_stage == stage, p.trade_amount, g.PASS_FIRST)
+        s.fill_rounds(p.trade_stage == stage, p.trade_amount, staged.PASS_FIRST)
     everywhere = np.ones(p.n_trades, dtype=bool)
-    s.fill_rounds(everywhere, s.max_allowed, g.PASS_ORPHAN)
+    s.fill_rounds(everywhere, s.max_allowed, staged.PASS_ORPHAN)
     moves, _ = s.substitute()
     before = int(np.sum(s.loan_trade >= 0))
-    s.fill_rounds(everywhere, s.max_allowed, g.PASS_ORPHAN)
+    s.fill_rounds(everywhere, s.max_allowed, staged.PASS_ORPHAN)
     assert moves > 0 and np.sum(s.loan_trade >= 0) > before  # the second sweep places loans
-    result = g.greedy(p)
+    result = staged.greedy(p)
     assert result.stats["substitution_moves"] == moves
     assert result.loan_trade.tolist() == s.loan_trade.tolist()
     assert result.loan_pass.tolist() == s.loan_pass.tolist()

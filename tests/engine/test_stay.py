@@ -11,6 +11,7 @@ import pytest
 
 from pfill.engine.solver import AllocationProblem, allocate, stay
 from pfill.engine.solver import objective as ob
+from tests.engine.test_optimal import _problem
 
 
 def _tied_book(seed: int, n_trades: int = 4, per: int = 6, prices_apart: bool = False) -> AllocationProblem:
@@ -66,8 +67,6 @@ def test_the_size_check_skips_only_loans_no_swap_takes_home(seed: int, monkeypat
     """keep_pools passes over a pooled loan when no partner's UPB lies in stay.swap_sizes; checking every
     loan's every swap instead (the window made infinite) moves the same loans. Loans of mixed sizes,
     pooled at random, placed at random within the trades' max: many swaps fail a band, some pass."""
-    from tests.engine.test_optimal import _problem
-
     rng = np.random.default_rng(seed)
     base = _problem(rng, 200, 10, density=0.7)
     pooled = np.where(rng.random(200) < 0.5, rng.integers(0, 10, 200), -1)

@@ -5,13 +5,15 @@ the high-balance cap and eligibility. Swaps between trades (swap.py) on a book o
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 import pytest
 
 from pfill.engine.solver import AllocationProblem, allocate
 from pfill.engine.solver import objective as ob
 from pfill.engine.solver import optimal as opt
-from pfill.engine.solver.pack import options_by_group
+from pfill.engine.solver.pack import MIN_UNIT, _best_set, options_by_group
 from pfill.engine.solver.repair import MIN_GAIN, RepairState
 from pfill.engine.solver.swap import swap_pass
 from tests.engine.test_allocator_properties import check_invariants
@@ -138,10 +140,6 @@ def test_moves_checked_a_chunk_at_a_time_are_those_checked_one_by_one(seed: int)
 def test_the_knapsack_finds_the_best_set(seed: int) -> None:
     """pack._best_set without pair-off is a 0/1 knapsack on UPB rounded up to units: its set is worth
     what the best of every subset is (brute force over up to 10 loans), and never over the room."""
-    from itertools import combinations
-
-    from pfill.engine.solver.pack import MIN_UNIT, _best_set
-
     rng = np.random.default_rng(seed)
     k = int(rng.integers(3, 11))
     upb = np.round(rng.uniform(50_000, 400_000, k), 2)
